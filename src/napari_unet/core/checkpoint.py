@@ -1,0 +1,215 @@
+"""One self-describing model file that loads without unpickling arbitrary objects.
+
+A model file is a ``torch.save`` archive of plain data only: nested dicts, lists, strings,
+numbers and tensors. It is read back with ``torch.load(weights_only=True)``, which refuses any
+other Python object, so opening a model file never runs code. Files are written atomically
+(temporary file in the same folder, then rename), so an interrupted save never leaves a
+half-written model in place of a good one.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from .errors import ModelFileError, UserInputError
+from .model import UNet, UNetConfig
+from .normalize import Preprocessing
+
+FORMAT_NAME = "napari-unet-model"
+FORMAT_VERSION = 1
+_BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+@dataclass
+class ModelFile:
+    """Everything needed to rebuild and apply a trained U-Net.
+
+    Attributes
+    ----------
+    config : the architecture.
+    preprocessing : how images are prepared (channels, intensity normalisation).
+    weights : the network's ``state_dict`` (the best weights found by training).
+    class_names : one name per output class ("background", "foreground", ...).
+    history : summary of training (epochs, steps, seconds, best score, data, dates).
+    description : free text shown by ``napari-unet info``.
+    training_state : what resuming needs (last weights, optimizer state, counters), or None.
+    """
+
+    config: UNetConfig
+    preprocessing: Preprocessing
+    weights: dict[str, torch.Tensor]
+    class_names: list[str] = field(default_factory=lambda: ["background", "foreground"])
+    history: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    training_state: dict[str, Any] | None = None
+
+    def build(self, device: torch.device | str = "cpu") -> UNet:
+        """A network with these weights, in eval mode, on ``device``."""
+        net = UNet(self.config)
+        try:
+            net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in self.weights.items()})
+        except RuntimeError as err:
+            raise ModelFileError(f"the weights do not match the architecture in the file: {_first_line(err)}") from err
+        return net.to(device).eval()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _to_payload(model: ModelFile, half: bool) -> dict[str, Any]:
+    weights = {
+        k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu()).contiguous()
+        for k, v in model.weights.items()
+    }
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "napari_unet_version": __version__,
+        "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": model.config.to_dict(),
+        "preprocessing": model.preprocessing.to_dict(),
+        "class_names": list(model.class_names),
+        "history": model.history,
+        "description": model.description,
+        "weights": weights,
+        "training_state": model.training_state,
+    }
+
+
+def save_model(model: ModelFile, path: str | os.PathLike, *, half: bool = False, include_training_state: bool = True) -> Path:
+    """Write ``model`` to ``path`` atomically; returns the path.
+
+    ``half`` stores floating-point weights in float16 (half the size; they are widened to
+    float32 on loading). ``include_training_state=False`` drops what resuming needs, for a
+    smaller file to share.
+    """
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise UserInputError(f"cannot save the model: folder {path.parent} does not exist")
+    payload = _to_payload(model, half)
+    if not include_training_state:
+        payload["training_state"] = None
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def bundled_models() -> dict[str, Path]:
+    """Models shipped inside the package, by name (e.g. ``"nuclei"``)."""
+    if not _BUNDLED_DIR.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(_BUNDLED_DIR.glob("*.pt"))}
+
+
+def resolve_model_path(spec: str | os.PathLike) -> Path:
+    """A bundled model's name or a path to a model file -> an existing path, or raise."""
+    bundled = bundled_models()
+    if isinstance(spec, str) and spec in bundled:
+        return bundled[spec]
+    path = Path(spec)
+    if path.is_file():
+        return path
+    names = ", ".join(bundled) or "none"
+    raise ModelFileError(f"model {str(spec)!r} is neither a file nor a bundled model (bundled: {names})")
+
+
+def _read_archive(path: Path) -> Any:
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic[:2] != b"PK":
+        raise ModelFileError(
+            f"{path} is not a PyTorch model file (it is not a torch.save archive); "
+            "napari-unet model files are written by `napari-unet train` or the Train widget"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ModelFileError(
+            f"refused to load {path}: it contains Python objects other than tensors and plain data, "
+            "which could run code when loaded. napari-unet model files never do."
+        ) from err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise ModelFileError(f"{path} is truncated or corrupt and cannot be read ({_first_line(err)})") from err
+
+
+def load_model(spec: str | os.PathLike) -> ModelFile:
+    """Load a model file (or a bundled model by name) safely, with a clear error otherwise."""
+    path = resolve_model_path(spec)
+    data = _read_archive(path)
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        if isinstance(data, dict) and data and all(isinstance(v, torch.Tensor) for v in data.values()):
+            raise ModelFileError(
+                f"{path} is a plain PyTorch state_dict without architecture; "
+                "import it with `napari-unet import --weights FILE --config CONFIG.json --out MODEL`"
+            )
+        raise ModelFileError(f"{path} is not a napari-unet model file")
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} was written by a newer napari-unet (model format {version}; this version reads "
+            f"up to {FORMAT_VERSION}): upgrade napari-unet-torch to use it"
+        )
+    try:
+        return ModelFile(
+            config=UNetConfig.from_dict(data["config"]),
+            preprocessing=Preprocessing.from_dict(data["preprocessing"]),
+            weights=dict(data["weights"]),
+            class_names=list(data["class_names"]),
+            history=dict(data.get("history") or {}),
+            description=str(data.get("description") or ""),
+            training_state=data.get("training_state"),
+        )
+    except (KeyError, TypeError, UserInputError) as err:
+        raise ModelFileError(f"{path} is an incomplete or damaged napari-unet model file ({_first_line(err)})") from err
+
+
+def import_state_dict(
+    weights_path: str | os.PathLike,
+    config: UNetConfig,
+    preprocessing: Preprocessing | None = None,
+    class_names: list[str] | None = None,
+) -> ModelFile:
+    """Wrap a plain PyTorch ``state_dict`` of a :class:`UNet` and its config in a model file.
+
+    Accepts a bare state_dict or a dict holding it under "state_dict" or "model"; a
+    "module." prefix (left by DataParallel) is removed. Loading is safe (weights only).
+    """
+    path = Path(weights_path)
+    if not path.is_file():
+        raise ModelFileError(f"weights file {path} does not exist")
+    data = _read_archive(path)
+    if isinstance(data, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(data.get(key), dict):
+                data = data[key]
+                break
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise ModelFileError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
+    weights = {k.removeprefix("module."): v for k, v in data.items()}
+    names = class_names or (["background", "foreground"] if config.out_channels <= 2 else [f"class {i}" for i in range(config.out_channels)])
+    model = ModelFile(config, preprocessing or Preprocessing(), weights, names, history={"imported_from": path.name})
+    model.build()  # raises a clear error now if the weights do not fit the config
+    return model

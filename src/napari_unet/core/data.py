@@ -1,0 +1,278 @@
+"""Training data: label conversion, validation splits, patch sampling and augmentation.
+
+Targets are int16 class maps where ``IGNORE`` (-1) marks pixels nobody annotated; the losses
+and metrics skip them, which is what lets a few scribbled strokes train a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UserInputError
+from .losses import IGNORE
+from .normalize import ImageSource, Preprocessing, channels_first, model_channels
+
+LABEL_MODES = ("dense", "scribbles")
+
+
+def check_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
+    """Refuse label images that are not non-negative integers, with a message saying why."""
+    labels = np.asarray(labels)
+    if labels.dtype == bool:
+        return labels.astype(np.uint8)
+    if labels.dtype.kind == "f":
+        raise UserInputError(
+            f"{name} are floating point ({labels.dtype}); labels must be an integer image "
+            "(0 = background, 1, 2, ... = classes or objects), e.g. saved as uint8 or uint16"
+        )
+    if labels.dtype.kind not in "iu":
+        raise UserInputError(f"{name} have unsupported type {labels.dtype}; expected an integer image")
+    if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
+        raise UserInputError(f"{name} contain negative values (minimum {labels.min()}); labels must be >= 0")
+    return labels
+
+
+def labels_to_targets(
+    labels: np.ndarray,
+    num_classes: int = 2,
+    mode: str = "dense",
+    ignore_value: int | None = None,
+    name: str = "labels",
+) -> np.ndarray:
+    """Turn user labels into an int16 target map with ``IGNORE`` for unannotated pixels.
+
+    mode "dense": 0 = background and every pixel is annotated (a corrected prediction, a
+    ground-truth mask). With ``num_classes`` <= 2 any value > 0 is foreground (so instance
+    masks and {0, 255} masks work); otherwise values are class indices below ``num_classes``.
+    ``ignore_value`` marks pixels to skip.
+    mode "scribbles": 0 = not annotated, 1 = background, 2.. = classes (napari's label 1 is
+    the first colour a user paints with).
+    """
+    if mode not in LABEL_MODES:
+        raise UserInputError(f"label mode must be one of {LABEL_MODES}, got {mode!r}")
+    labels = check_labels(labels, name)
+    values = labels.astype(np.int64)
+    if mode == "scribbles":
+        unannotated = values == 0
+        values = values - 1
+    else:
+        unannotated = values == ignore_value if ignore_value is not None else np.zeros(values.shape, bool)
+    if num_classes <= 2:
+        targets = (values > 0).astype(np.int16)
+    else:
+        top = int(values[~unannotated].max()) if (~unannotated).any() else 0
+        if top >= num_classes:
+            offset = 1 if mode == "scribbles" else 0
+            raise UserInputError(
+                f"{name} contain value {top + offset}, but the model has {num_classes} classes "
+                f"(values up to {num_classes - 1 + offset} are allowed in {mode} mode)"
+            )
+        targets = values.astype(np.int16)
+    targets[unannotated] = IGNORE
+    return targets
+
+
+@dataclass
+class TrainingPair:
+    """A normalised image (C, *spatial) float32 and its int16 targets (*spatial)."""
+
+    image: np.ndarray
+    targets: np.ndarray
+    name: str = ""
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return tuple(self.targets.shape)
+
+
+def prepare_pair(
+    image: np.ndarray,
+    labels: np.ndarray,
+    *,
+    spatial_dims: int,
+    preprocessing: Preprocessing,
+    in_channels: int | None = None,
+    num_classes: int = 2,
+    label_mode: str = "dense",
+    ignore_value: int | None = None,
+    channel_axis: int | None = None,
+    name: str = "",
+) -> TrainingPair:
+    """Check and convert one (image, labels) pair for training, with clear errors."""
+    view = channels_first(image, spatial_dims, channel_axis)
+    if in_channels is None:
+        in_channels = model_channels(view.shape[0], preprocessing)
+    what = f" ({name})" if name else ""
+    if tuple(view.shape[1:]) != tuple(np.shape(labels)):
+        raise UserInputError(
+            f"image{what} has spatial shape {tuple(view.shape[1:])} but its labels have shape "
+            f"{tuple(np.shape(labels))}; they must match pixel for pixel"
+        )
+    source = ImageSource(view, spatial_dims, preprocessing, in_channels, channel_axis=0)
+    prepared = source.read(tuple(slice(None) for _ in source.shape))
+    targets = labels_to_targets(labels, num_classes, label_mode, ignore_value, name=f"labels{what}")
+    return TrainingPair(np.ascontiguousarray(prepared), targets, name)
+
+
+def split_for_validation(
+    pairs: list[TrainingPair], fraction: float, seed: int = 0
+) -> tuple[list[TrainingPair], list[TrainingPair]]:
+    """Hold out ``fraction`` of the data for validation.
+
+    With several images, whole images are held out (at least one, never all). With a single
+    image, a slab at the end of its longest axis is held out; its labels are hidden from
+    training, but the pixels remain as context.
+    """
+    if fraction <= 0 or not pairs:
+        return list(pairs), []
+    if not 0 < fraction < 1:
+        raise UserInputError(f"validation fraction must be between 0 and 1, got {fraction}")
+    if len(pairs) >= 2:
+        rng = np.random.default_rng(seed)
+        n_val = min(len(pairs) - 1, max(1, round(fraction * len(pairs))))
+        val_idx = set(rng.choice(len(pairs), n_val, replace=False).tolist())
+        return [p for i, p in enumerate(pairs) if i not in val_idx], [p for i, p in enumerate(pairs) if i in val_idx]
+    pair = pairs[0]
+    axis = int(np.argmax(pair.spatial_shape))
+    length = pair.spatial_shape[axis]
+    cut = length - max(1, round(fraction * length))
+    val_index = [slice(None)] * len(pair.spatial_shape)
+    val_index[axis] = slice(cut, None)
+    val = TrainingPair(
+        pair.image[(slice(None), *val_index)].copy(), pair.targets[tuple(val_index)].copy(), pair.name + " (validation part)"
+    )
+    train_targets = pair.targets.copy()
+    train_targets[tuple(val_index)] = IGNORE
+    if not (train_targets != IGNORE).any():
+        raise UserInputError("all annotations lie in the validation part; annotate more or set validation to 0")
+    return [TrainingPair(pair.image, train_targets, pair.name)], [val]
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random transformations applied to each training patch."""
+
+    flips: bool = True
+    rotations: bool = True
+    intensity: bool = True
+    elastic: bool = False
+
+
+def augment(
+    image: np.ndarray, targets: np.ndarray, aug: Augmentation, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flip, rotate by multiples of 90 degrees, rescale intensities and (optionally) warp."""
+    dims = targets.ndim
+    if aug.flips:
+        for axis in range(dims):
+            if rng.random() < 0.5:
+                image = np.flip(image, axis + 1)
+                targets = np.flip(targets, axis)
+    if aug.rotations and targets.shape[-1] == targets.shape[-2]:
+        k = int(rng.integers(4))
+        image = np.rot90(image, k, axes=(-2, -1))
+        targets = np.rot90(targets, k, axes=(-2, -1))
+    if aug.elastic:
+        image, targets = _elastic(image, targets, rng)
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    if aug.intensity:
+        scale = np.exp(rng.uniform(-0.2, 0.2, size=(image.shape[0],) + (1,) * dims)).astype(np.float32)
+        shift = rng.uniform(-0.1, 0.1, size=(image.shape[0],) + (1,) * dims).astype(np.float32)
+        image = image * scale + shift
+    return image, np.ascontiguousarray(targets)
+
+
+def _elastic(image: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth random deformation (Simard et al. 2003): linear for the image, nearest for labels."""
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    shape = targets.shape
+    sigma = max(shape) / 16
+    alpha = max(shape) / 16  # displacement of up to about alpha pixels
+    coords = np.meshgrid(*(np.arange(s, dtype=np.float32) for s in shape), indexing="ij")
+    for axis in range(len(shape)):
+        field = gaussian_filter(rng.uniform(-1, 1, shape).astype(np.float32), sigma)
+        field *= alpha / (np.abs(field).max() + 1e-6)
+        coords[axis] = coords[axis] + field
+    warped = np.stack([map_coordinates(ch, coords, order=1, mode="reflect") for ch in image])
+    warped_t = map_coordinates(targets, coords, order=0, mode="reflect").astype(targets.dtype)
+    return warped, warped_t
+
+
+class PatchSampler:
+    """Draws training batches of patches, biased toward annotated and foreground pixels.
+
+    Half of the patches (``foreground_fraction``) are centred on a random foreground pixel; the
+    rest on a random annotated pixel (so sparse scribbles are always in view). Images smaller
+    than a patch are padded (reflected image, unannotated targets).
+    """
+
+    def __init__(
+        self,
+        pairs: list[TrainingPair],
+        patch_size: tuple[int, ...],
+        augmentation: Augmentation | None = None,
+        foreground_fraction: float = 0.5,
+        max_candidates: int = 200_000,
+    ):
+        if not pairs:
+            raise UserInputError("no training images were given")
+        self.patch_size = tuple(patch_size)
+        self.augmentation = augmentation
+        self.foreground_fraction = foreground_fraction
+        self.pairs: list[TrainingPair] = []
+        self._labelled: list[np.ndarray] = []
+        self._foreground: list[np.ndarray] = []
+        rng = np.random.default_rng(0)
+        for pair in pairs:
+            pair = self._pad(pair)
+            labelled = np.flatnonzero(pair.targets != IGNORE)
+            if labelled.size == 0:
+                continue
+            foreground = np.flatnonzero(pair.targets > 0)
+            # Keep memory bounded on big images: a random subset of candidate centres is plenty.
+            if labelled.size > max_candidates:
+                labelled = rng.choice(labelled, max_candidates, replace=False)
+            if foreground.size > max_candidates:
+                foreground = rng.choice(foreground, max_candidates, replace=False)
+            self.pairs.append(pair)
+            self._labelled.append(labelled)
+            self._foreground.append(foreground)
+        if not self.pairs:
+            raise UserInputError(
+                "the labels contain no annotated pixels; paint at least a few strokes of background and foreground"
+            )
+
+    def _pad(self, pair: TrainingPair) -> TrainingPair:
+        shape = pair.spatial_shape
+        pads = [(0, max(0, p - s)) for p, s in zip(self.patch_size, shape)]
+        if not any(after for _, after in pads):
+            return pair
+        mode = "reflect" if all(after < s for (_, after), s in zip(pads, shape)) else "symmetric"
+        image = np.pad(pair.image, [(0, 0), *pads], mode=mode)
+        targets = np.pad(pair.targets, pads, constant_values=IGNORE)
+        return TrainingPair(image, targets, pair.name)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A batch: images (B, C, *patch) float32 and targets (B, *patch) int64."""
+        images, targets = [], []
+        for _ in range(batch_size):
+            i = int(rng.integers(len(self.pairs)))
+            pair = self.pairs[i]
+            fg = self._foreground[i]
+            pool = fg if fg.size and rng.random() < self.foreground_fraction else self._labelled[i]
+            centre = np.unravel_index(int(pool[rng.integers(pool.size)]), pair.spatial_shape)
+            start = []
+            for c, p, s in zip(centre, self.patch_size, pair.spatial_shape):
+                # Jitter so the chosen pixel is anywhere in the patch, not always the centre.
+                lo = int(c) - int(rng.integers(p))
+                start.append(min(max(lo, 0), s - p))
+            index = tuple(slice(b, b + p) for b, p in zip(start, self.patch_size))
+            img, tgt = pair.image[(slice(None), *index)], pair.targets[index]
+            if self.augmentation is not None:
+                img, tgt = augment(img, tgt, self.augmentation, rng)
+            images.append(img)
+            targets.append(tgt)
+        return np.stack(images).astype(np.float32, copy=False), np.stack(targets).astype(np.int64)

@@ -1,0 +1,70 @@
+"""Which compute devices exist, and what "auto" means."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+
+from .errors import UserInputError
+
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+def available_devices() -> list[str]:
+    """Devices usable here, best first: each CUDA GPU, then Apple MPS, then the CPU."""
+    devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    devices.append("cpu")
+    return devices
+
+
+def describe_device(device: torch.device) -> str:
+    """A human-readable name, e.g. ``cuda:0 (NVIDIA H100)`` or ``cpu (2 threads)``."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(device)
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """Turn "auto", "cpu", "cuda", "cuda:1" or "mps" into a device that exists, or raise."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    name = name.strip().lower()
+    available = available_devices()
+    if name == "auto":
+        return torch.device(available[0])
+    if name == "cuda":
+        name = "cuda:0"
+    if name not in available:
+        raise UserInputError(f"device {name!r} is not available here; available: {', '.join(available)}")
+    return torch.device(name)
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The reduced precision to run a forward pass in, or None for float32.
+
+    "auto" picks bfloat16 on GPUs that support it, float16 on older CUDA GPUs, and float32 on
+    the CPU and MPS, where reduced precision is slower or less reliable for convolutions.
+    """
+    if precision not in PRECISIONS:
+        raise UserInputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "float32":
+        return None
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if precision == "bfloat16" else torch.float16
+
+
+def autocast(device: torch.device, precision: str = "auto") -> AbstractContextManager:
+    """Context manager running the enclosed forward passes in the chosen precision."""
+    dtype = autocast_dtype(device, precision)
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

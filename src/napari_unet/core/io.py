@@ -1,0 +1,154 @@
+"""Reading and writing images and labels; pairing images with labels in folders."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserInputError
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".gif", ".jpg", ".jpeg", ".bmp")
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def read_image(path: str | os.PathLike, *, memmap: bool = False) -> np.ndarray:
+    """Read a TIFF (any compression imagecodecs knows, LZW included), PNG, GIF, JPEG or BMP.
+
+    ``memmap=True`` maps uncompressed TIFFs instead of loading them (others load normally).
+    Single-frame GIFs come back as 2D or RGB arrays, not as a stack of one frame.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"image file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            if memmap:
+                try:
+                    return tifffile.memmap(path, mode="r")
+                except ValueError:
+                    pass  # compressed or tiled: not mappable, read it instead
+            return tifffile.imread(path)
+        import imageio.v3 as iio
+
+        image = np.asarray(iio.imread(path))
+    except UserInputError:
+        raise
+    except Exception as err:  # any decoder error means the same thing to the user
+        raise UserInputError(f"cannot read {path}: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}") from err
+    if suffix == ".gif" and image.ndim >= 3 and image.shape[0] == 1:
+        image = image[0]
+    return image
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """Read a label image; a grey image saved as RGB(A) (equal channels) becomes one channel."""
+    labels = read_image(path)
+    if labels.ndim == 3 and labels.shape[-1] in (3, 4):
+        rgb = labels[..., :3]
+        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+            labels = np.ascontiguousarray(rgb[..., 0])
+    return labels
+
+
+def write_image(path: str | os.PathLike, data: np.ndarray, *, overwrite: bool = False) -> Path:
+    """Write a TIFF (zlib-compressed) or PNG atomically; refuse to replace a file unless asked."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise UserInputError(f"{path} already exists; pass --overwrite to replace it")
+    suffix = path.suffix.lower()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            tifffile.imwrite(tmp, data, compression="zlib")
+        else:
+            import imageio.v3 as iio
+
+            iio.imwrite(tmp, data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def list_images(folder_or_files: list[str | os.PathLike] | str | os.PathLike) -> list[Path]:
+    """Image files from files and/or folders (folders are not searched recursively)."""
+    items = [folder_or_files] if isinstance(folder_or_files, (str, os.PathLike)) else folder_or_files
+    found: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if is_image_file(p))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UserInputError(f"{path} does not exist")
+    if not found:
+        raise UserInputError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) found in {', '.join(map(str, items))}")
+    return found
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    image: Path
+    labels: Path
+    key: str
+
+
+def _key(path: Path, pattern: re.Pattern[str] | None) -> str | None:
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    if pattern is None:
+        return stem
+    match = pattern.search(stem)
+    if match is None:
+        return None
+    return match.group(1) if match.groups() else match.group(0)
+
+
+def find_pairs(images_dir: str | os.PathLike, labels_dir: str | os.PathLike, pattern: str | None = None) -> list[ImagePair]:
+    """Match images to labels by file stem, or by the part of the stem ``pattern`` extracts.
+
+    ``pattern`` is a regular expression searched in both stems; its first group (or the whole
+    match) is the key: ``^\\d+`` pairs DRIVE's ``21_training.tif`` with ``21_manual1.gif``.
+    Every image must have labels and vice versa; otherwise the error lists what is unmatched.
+    """
+    images_dir, labels_dir = Path(images_dir), Path(labels_dir)
+    for folder, what in ((images_dir, "images"), (labels_dir, "labels")):
+        if not folder.is_dir():
+            raise UserInputError(f"{what} folder {folder} does not exist")
+    regex = re.compile(pattern) if pattern else None
+    images = {}
+    labels = {}
+    unmatched: list[str] = []
+    for target, folder in ((images, images_dir), (labels, labels_dir)):
+        for path in sorted(p for p in folder.iterdir() if is_image_file(p)):
+            key = _key(path, regex)
+            if key is None:
+                unmatched.append(f"{path.name} (pattern {pattern!r} not found)")
+            elif key in target:
+                raise UserInputError(f"two files in {folder} have the key {key!r}: {target[key].name} and {path.name}")
+            else:
+                target[key] = path
+    if not images:
+        raise UserInputError(f"no image files in {images_dir}")
+    unmatched += [f"image {images[k].name}" for k in sorted(set(images) - set(labels))]
+    unmatched += [f"labels {labels[k].name}" for k in sorted(set(labels) - set(images))]
+    if unmatched:
+        shown = ", ".join(unmatched[:10]) + (f" and {len(unmatched) - 10} more" if len(unmatched) > 10 else "")
+        hint = "" if pattern else " (files are matched by name without extension; use a pattern to match differently named files)"
+        raise UserInputError(f"{len(unmatched)} file(s) without a partner: {shown}{hint}")
+    return [ImagePair(images[k], labels[k], k) for k in sorted(images)]

@@ -1,0 +1,229 @@
+"""A U-Net for 2D and 3D images, built from a small frozen configuration.
+
+The network is the classic encoder-decoder of Ronneberger et al. (2015) with "same" padding:
+``depth`` poolings, two 3x3 convolutions per level, and skip connections. Inputs of any size are
+padded to the multiple of ``2**depth`` that the poolings need and the output is cropped back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import UserInputError
+
+NORMS = ("batch", "instance", "group", "none")
+UPSAMPLINGS = ("transpose", "interpolate")
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Architecture of a :class:`UNet`; saved in every model file.
+
+    Attributes
+    ----------
+    spatial_dims : 2 or 3.
+    in_channels : channels of the (preprocessed) input image.
+    out_channels : output channels: 1 for a sigmoid foreground map, K >= 2 for K softmax classes.
+    depth : number of 2x poolings; inputs are padded to a multiple of ``2**depth``.
+    base_features : feature maps at full resolution; doubled at each level.
+    norm : "batch", "instance", "group" or "none". Convolutions followed by a norm have no bias.
+        Only "batch" and "none" make the network independent of tiling (the others normalise
+        over the whole input they see).
+    upsample : "transpose" (2x2 transposed convolution) or "interpolate" ((bi/tri)linear
+        interpolation followed by a 1x1 convolution).
+    dropout : dropout probability after each double convolution of the two deepest levels.
+    groups : number of groups for group norm.
+    """
+
+    spatial_dims: int = 2
+    in_channels: int = 1
+    out_channels: int = 2
+    depth: int = 4
+    base_features: int = 32
+    norm: str = "batch"
+    upsample: str = "transpose"
+    dropout: float = 0.0
+    groups: int = 8
+
+    def __post_init__(self) -> None:
+        if self.spatial_dims not in (2, 3):
+            raise UserInputError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
+        if self.norm not in NORMS:
+            raise UserInputError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.upsample not in UPSAMPLINGS:
+            raise UserInputError(f"upsample must be one of {UPSAMPLINGS}, got {self.upsample!r}")
+        if not 1 <= self.depth <= 7:
+            raise UserInputError(f"depth must be between 1 and 7, got {self.depth}")
+        if self.in_channels < 1 or self.out_channels < 1 or self.base_features < 1:
+            raise UserInputError("in_channels, out_channels and base_features must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserInputError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def size_multiple(self) -> int:
+        """Spatial sizes the network sees are padded to a multiple of this."""
+        return 2**self.depth
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
+        """Build a config, refusing unknown keys so typos do not pass silently."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise UserInputError(f"unknown U-Net config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def receptive_radius(config: UNetConfig) -> int:
+    """Upper bound, in input pixels, on how far from an output pixel the network looks.
+
+    Each 3x3 convolution at level ``l`` (scale ``2**l``) widens the field by ``2**l`` on each
+    side; a 2x2 pooling by ``2**l``; an upsampling from level ``l+1`` by ``2**l`` (transposed)
+    or ``2**(l+1)`` (linear interpolation reads both neighbours). The deepest path dominates the
+    skip connections. The tiler uses this as the halo that makes tiled output exact.
+    """
+    radius = 0
+    for level in range(config.depth):
+        scale = 2**level
+        radius += 2 * scale  # two encoder convolutions
+        radius += scale  # pooling to the next level
+        radius += 2 * scale  # two decoder convolutions
+        radius += scale if config.upsample == "transpose" else 2 * scale
+    radius += 2 * 2**config.depth  # bottleneck convolutions
+    return radius
+
+
+def _conv(dims: int) -> type[nn.Module]:
+    return nn.Conv2d if dims == 2 else nn.Conv3d
+
+
+def _norm(config: UNetConfig, channels: int) -> nn.Module:
+    if config.norm == "batch":
+        return (nn.BatchNorm2d if config.spatial_dims == 2 else nn.BatchNorm3d)(channels)
+    if config.norm == "instance":
+        cls = nn.InstanceNorm2d if config.spatial_dims == 2 else nn.InstanceNorm3d
+        return cls(channels, affine=True)
+    if config.norm == "group":
+        return nn.GroupNorm(min(config.groups, channels), channels)
+    return nn.Identity()
+
+
+class DoubleConv(nn.Sequential):
+    """(3x3 conv -> norm -> ReLU) twice, optionally followed by dropout."""
+
+    def __init__(self, config: UNetConfig, in_ch: int, out_ch: int, dropout: float = 0.0):
+        conv = _conv(config.spatial_dims)
+        bias = config.norm == "none"
+        layers: list[nn.Module] = []
+        for c_in in (in_ch, out_ch):
+            layers += [
+                conv(c_in, out_ch, kernel_size=3, padding=1, bias=bias),
+                _norm(config, out_ch),
+                nn.ReLU(inplace=True),
+            ]
+        if dropout > 0:
+            layers.append((nn.Dropout2d if config.spatial_dims == 2 else nn.Dropout3d)(dropout))
+        super().__init__(*layers)
+
+
+class Up(nn.Module):
+    """Upsample by 2, halve the channels, concatenate the skip connection, double conv."""
+
+    def __init__(self, config: UNetConfig, in_ch: int, out_ch: int, dropout: float = 0.0):
+        super().__init__()
+        dims = config.spatial_dims
+        if config.upsample == "transpose":
+            cls = nn.ConvTranspose2d if dims == 2 else nn.ConvTranspose3d
+            self.up: nn.Module = cls(in_ch, in_ch // 2, kernel_size=2, stride=2)
+        else:
+            mode = "bilinear" if dims == 2 else "trilinear"
+            self.up = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode=mode, align_corners=False),
+                _conv(dims)(in_ch, in_ch // 2, kernel_size=1),
+            )
+        self.conv = DoubleConv(config, in_ch // 2 + out_ch, out_ch, dropout)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([skip, self.up(x)], dim=1))
+
+
+class UNet(nn.Module):
+    """U-Net returning raw logits of shape (N, out_channels, *spatial).
+
+    Any spatial size is accepted: the input is padded at the end of each axis to a multiple of
+    ``2**depth`` (reflection, or edge replication when an axis is too short to reflect) and the
+    output is cropped back to the input size.
+    """
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = config
+        widths = [config.base_features * 2**level for level in range(config.depth + 1)]
+        pool = nn.MaxPool2d if config.spatial_dims == 2 else nn.MaxPool3d
+        # Dropout only in the two deepest levels, where the classic U-Net put it.
+        deep = {config.depth - 1, config.depth}
+        drop = [config.dropout if lvl in deep else 0.0 for lvl in range(config.depth + 1)]
+        self.inc = DoubleConv(config, config.in_channels, widths[0], drop[0])
+        self.pool = pool(2)
+        self.down = nn.ModuleList(
+            DoubleConv(config, widths[lvl], widths[lvl + 1], drop[lvl + 1])
+            for lvl in range(config.depth)
+        )
+        self.up = nn.ModuleList(
+            Up(config, widths[lvl + 1], widths[lvl], drop[lvl]) for lvl in reversed(range(config.depth))
+        )
+        self.head = _conv(config.spatial_dims)(widths[0], config.out_channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = self.config.spatial_dims
+        if x.ndim != dims + 2:
+            raise UserInputError(
+                f"U-Net ({dims}D) expects a tensor (N, C, {'Z, ' if dims == 3 else ''}Y, X), "
+                f"got shape {tuple(x.shape)}"
+            )
+        if x.shape[1] != self.config.in_channels:
+            raise UserInputError(
+                f"model expects {self.config.in_channels} input channel(s), got {x.shape[1]}"
+            )
+        size = x.shape[2:]
+        x = pad_to_multiple(x, self.config.size_multiple)
+        skips = [self.inc(x)]
+        for block in self.down:
+            skips.append(block(self.pool(skips[-1])))
+        out = skips.pop()
+        for block in self.up:
+            out = block(out, skips.pop())
+        out = self.head(out)
+        return out[(..., *(slice(0, s) for s in size))]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def padding_mode(shape: tuple[int, ...], pads: tuple[int, ...]) -> str:
+    """Reflection when every axis is long enough to reflect its padding, else edge replication.
+
+    Shared by :class:`UNet` and the tiler so that both pad a whole image identically.
+    """
+    return "reflect" if all(p < s for s, p in zip(shape, pads)) else "replicate"
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad the spatial axes of (N, C, *spatial) at their end to a multiple of ``multiple``."""
+    size = tuple(x.shape[2:])
+    pads = tuple(-s % multiple for s in size)
+    if not any(pads):
+        return x
+    mode = padding_mode(size, pads)
+    flat: list[int] = []
+    for p in reversed(pads):  # F.pad wants the last axis first
+        flat += [0, p]
+    return F.pad(x, flat, mode=mode)

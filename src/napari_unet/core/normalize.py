@@ -1,0 +1,248 @@
+"""Preprocessing shared by training and prediction: channel handling and intensity scaling.
+
+The :class:`Preprocessing` settings are stored in the model file, so an image is prepared the
+same way when a model is trained, fine-tuned, and applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from .errors import UserInputError
+
+CHANNEL_MODES = ("as_is", "gray")
+NORM_MODES = ("percentile", "fixed", "none")
+# Luminance weights (ITU-R BT.709), as skimage.color.rgb2gray uses.
+_LUMA = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
+# Percentiles are estimated on at most this many values per channel: enough for 4 digits.
+_STATS_SAMPLE = 2**22
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw pixels become network input.
+
+    Attributes
+    ----------
+    channel_mode : "as_is" keeps the image's channels (an RGBA image loses its alpha when the
+        model takes 3 channels); "gray" turns RGB(A) into luminance, so colour and grayscale
+        images can train and run one single-channel model.
+    norm : "percentile" maps the ``low``/``high`` percentiles of each image to 0/1 (robust to
+        any dtype and exposure); "fixed" maps ``fixed_min``/``fixed_max`` to 0/1; "none" only
+        converts to float.
+    low, high : percentiles for "percentile".
+    per_channel : compute percentiles per channel (True) or over all channels jointly.
+    fixed_min, fixed_max : range for "fixed".
+    """
+
+    channel_mode: str = "as_is"
+    norm: str = "percentile"
+    low: float = 1.0
+    high: float = 99.8
+    per_channel: bool = True
+    fixed_min: float = 0.0
+    fixed_max: float = 255.0
+
+    def __post_init__(self) -> None:
+        if self.channel_mode not in CHANNEL_MODES:
+            raise UserInputError(f"channel_mode must be one of {CHANNEL_MODES}, got {self.channel_mode!r}")
+        if self.norm not in NORM_MODES:
+            raise UserInputError(f"norm must be one of {NORM_MODES}, got {self.norm!r}")
+        if not 0 <= self.low < self.high <= 100:
+            raise UserInputError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.low}, {self.high}")
+        if self.norm == "fixed" and self.fixed_max <= self.fixed_min:
+            raise UserInputError("fixed_max must be greater than fixed_min")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def channels_first(image: np.ndarray, spatial_dims: int, channel_axis: int | None = None) -> np.ndarray:
+    """Return a view of ``image`` as (C, *spatial), without copying (memory maps stay lazy).
+
+    With ``channel_axis=None`` the channel axis is guessed: none when ``image`` has exactly
+    ``spatial_dims`` axes; otherwise the last axis when it has at most 4 entries (RGB/RGBA
+    files), else the first when it has at most 16.
+    """
+    shape = tuple(image.shape)
+    if image.ndim == spatial_dims and channel_axis is None:
+        return image[np.newaxis]
+    if image.ndim != spatial_dims + 1:
+        raise UserInputError(
+            f"expected a {spatial_dims}D image, optionally with one channel axis, "
+            f"got an array of shape {shape} ({image.ndim} axes)"
+        )
+    if channel_axis is None:
+        if shape[-1] <= 4:
+            channel_axis = -1
+        elif shape[0] <= 16:
+            channel_axis = 0
+        else:
+            raise UserInputError(
+                f"cannot tell which axis of the image of shape {shape} holds channels; "
+                "give the channel axis explicitly"
+            )
+    if not -image.ndim <= channel_axis < image.ndim:
+        raise UserInputError(f"channel axis {channel_axis} is out of range for shape {shape}")
+    return np.moveaxis(image, channel_axis, 0)
+
+
+def select_channels(block: np.ndarray, preprocessing: Preprocessing, in_channels: int) -> np.ndarray:
+    """Map a (C, ...) float block to the ``in_channels`` the model takes, or raise."""
+    channels = block.shape[0]
+    if preprocessing.channel_mode == "gray" and channels > 1:
+        if channels in (3, 4):
+            block = np.tensordot(_LUMA, block[:3], axes=1)[np.newaxis]
+        else:
+            block = block.mean(axis=0, keepdims=True)
+        channels = 1
+    if channels == 4 and in_channels == 3:
+        block, channels = block[:3], 3  # RGBA: the alpha channel carries no image content
+    if channels != in_channels:
+        raise UserInputError(
+            f"the model expects {in_channels} input channel(s) but the image has {channels}"
+            + (" (colour image: this model was trained on single-channel images)" if channels in (3, 4) else "")
+        )
+    return block
+
+
+def model_channels(raw_channels: int, preprocessing: Preprocessing) -> int:
+    """Number of channels the network sees for an image with ``raw_channels`` channels."""
+    if preprocessing.channel_mode == "gray":
+        return 1
+    return raw_channels
+
+
+def _sample(view: np.ndarray) -> np.ndarray:
+    """A strided subsample of a (C, *spatial) array with at most ``_STATS_SAMPLE`` voxels each."""
+    spatial = view.shape[1:]
+    total = int(np.prod(spatial))
+    if total <= _STATS_SAMPLE:
+        return np.asarray(view)
+    step = int(np.ceil((total / _STATS_SAMPLE) ** (1 / len(spatial))))
+    return np.asarray(view[(slice(None), *(slice(None, None, step) for _ in spatial))])
+
+
+def intensity_stats(view: np.ndarray, preprocessing: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (offset, scale) so that ``(x - offset) / scale`` is the normalised image.
+
+    ``view`` is the raw (C, *spatial) image; large images are subsampled, so this is cheap even
+    for memory-mapped stacks. Raises for images containing NaN or infinity.
+    """
+    sample = _sample(view).astype(np.float32, copy=False)
+    if not np.isfinite(sample).all():
+        raise UserInputError("the image contains NaN or infinite values; replace them before segmenting")
+    channels = sample.shape[0]
+    if preprocessing.norm == "none":
+        return np.zeros(channels, np.float32), np.ones(channels, np.float32)
+    if preprocessing.norm == "fixed":
+        lo = np.full(channels, preprocessing.fixed_min, np.float32)
+        hi = np.full(channels, preprocessing.fixed_max, np.float32)
+    elif preprocessing.per_channel:
+        flat = sample.reshape(channels, -1)
+        lo, hi = np.percentile(flat, [preprocessing.low, preprocessing.high], axis=1).astype(np.float32)
+    else:
+        lo_v, hi_v = np.percentile(sample, [preprocessing.low, preprocessing.high])
+        lo = np.full(channels, lo_v, np.float32)
+        hi = np.full(channels, hi_v, np.float32)
+    scale = hi - lo
+    # A flat channel (e.g. an empty one) would divide by zero; leave it unscaled instead.
+    scale[scale <= 1e-12] = 1.0
+    return lo, scale.astype(np.float32)
+
+
+def apply_stats(block: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Normalise a raw (C, ...) block with per-channel ``offset`` and ``scale`` to float32."""
+    shape = (-1,) + (1,) * (block.ndim - 1)
+    out = block.astype(np.float32)  # always a copy: the caller's array is never modified
+    out -= offset.reshape(shape)
+    out /= scale.reshape(shape)
+    return out
+
+
+class ImageSource:
+    """Reads normalised, channel-mapped blocks of an image of any size, lazily.
+
+    Parameters
+    ----------
+    image : array of shape (*spatial) or with one channel axis; numpy arrays and memory maps
+        are read block by block.
+    spatial_dims : 2 or 3.
+    preprocessing : the model's :class:`Preprocessing`.
+    in_channels : channels the model takes.
+    channel_axis : axis of ``image`` holding channels, or None to guess.
+    """
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        spatial_dims: int,
+        preprocessing: Preprocessing,
+        in_channels: int,
+        channel_axis: int | None = None,
+    ):
+        self.view = channels_first(image, spatial_dims, channel_axis)
+        self.preprocessing = preprocessing
+        self.in_channels = in_channels
+        # Fail before any work if channels cannot match, with the user's channel count.
+        probe = np.zeros((self.view.shape[0],) + (1,) * spatial_dims, np.float32)
+        select_channels(probe, preprocessing, in_channels)
+        self.offset, self.scale = intensity_stats(self.view, preprocessing)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Spatial shape of the image."""
+        return tuple(self.view.shape[1:])
+
+    def read(self, index: tuple[slice | np.ndarray, ...]) -> np.ndarray:
+        """Normalised float32 block (in_channels, ...) at a spatial ``index`` (see :func:`read_block`)."""
+        block = read_block(self.view, index)
+        if block.dtype.kind == "f" and not np.isfinite(block).all():
+            raise UserInputError("the image contains NaN or infinite values; replace them before segmenting")
+        block = apply_stats(block, self.offset, self.scale)
+        return select_channels(block, self.preprocessing, self.in_channels)
+
+
+class PreparedSource:
+    """An already normalised (C, *spatial) float32 array, read like an :class:`ImageSource`."""
+
+    def __init__(self, image: np.ndarray):
+        self.view = image
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.view.shape[1:])
+
+    def read(self, index: tuple[slice | np.ndarray, ...]) -> np.ndarray:
+        return np.ascontiguousarray(read_block(self.view, index), dtype=np.float32)
+
+
+def read_block(view: np.ndarray, index: tuple[slice | np.ndarray, ...]) -> np.ndarray:
+    """Read ``view[:, *index]`` where each index entry is a slice or an array of indices.
+
+    Index arrays (used by the tiler to pad beyond the image edge) are applied axis by axis
+    after reading only their bounding range, so memory maps are never read whole.
+    """
+    bounds: list[slice] = []
+    takes: list[np.ndarray | None] = []
+    for idx in index:
+        if isinstance(idx, slice):
+            bounds.append(idx)
+            takes.append(None)
+        else:
+            lo = int(idx.min())
+            bounds.append(slice(lo, int(idx.max()) + 1))
+            takes.append(idx - lo)
+    block = np.asarray(view[(slice(None), *bounds)])
+    for axis, take in enumerate(takes):
+        if take is not None:
+            block = np.take(block, take, axis=axis + 1)
+    return block

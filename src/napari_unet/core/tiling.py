@@ -1,0 +1,214 @@
+"""Sliding-window prediction of N-d images of any size with a bounded memory footprint.
+
+The image is cut into *cores* that tile it without overlap; each core is predicted from a
+*window* that adds a halo of context on every side. With the default "exact" halo (the
+network's receptive radius) and a network whose output at a pixel depends only on nearby
+pixels (batch norm in eval mode, or no norm), the tiled output equals the whole-image output up
+to float rounding. Windows start on multiples of ``2**depth``, so the poolings see the same grid
+as in a whole-image pass, and are clipped to the padded image so that convolution padding
+happens at the real image border only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .devices import autocast
+from .errors import UserInputError
+from .model import UNet, padding_mode, receptive_radius
+from .normalize import ImageSource
+
+
+@dataclass(frozen=True)
+class TileProgress:
+    """Progress of a tiled prediction: ``done`` of ``total`` tiles processed."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One window of the padded image and the core of it whose prediction is kept."""
+
+    window: tuple[slice, ...]  # in padded-image coordinates
+    core: tuple[slice, ...]  # in image coordinates (clipped to the image)
+    core_in_window: tuple[slice, ...]
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def plan_tiles(
+    shape: tuple[int, ...], tile_size: tuple[int, ...], halo: tuple[int, ...], multiple: int
+) -> tuple[list[Tile], tuple[int, ...]]:
+    """Cut an image of spatial ``shape`` into equally sized windows.
+
+    Returns the tiles and the common window shape. Core and halo sizes are rounded up to
+    ``multiple``; windows are shifted inward at the image border instead of shrinking, so that
+    every window has the same shape and tiles can be batched.
+    """
+    padded = [_round_up(s, multiple) for s in shape]
+    cores = [max(multiple, _round_up(t, multiple)) for t in tile_size]
+    halos = [_round_up(h, multiple) for h in halo]
+    window = [min(p, c + 2 * h) for p, c, h in zip(padded, cores, halos)]
+    per_axis: list[list[tuple[slice, slice, slice]]] = []
+    for n, p, c, h, w in zip(shape, padded, cores, halos, window):
+        if w == p:
+            # The whole axis fits in one window: one tile, no seams at all.
+            per_axis.append([(slice(0, p), slice(0, n), slice(0, n))])
+            continue
+        axis_tiles = []
+        for start in range(0, n, c):
+            stop = min(start + c, n)
+            w_start = min(max(start - h, 0), p - w)
+            axis_tiles.append((slice(w_start, w_start + w), slice(start, stop), slice(start - w_start, stop - w_start)))
+        per_axis.append(axis_tiles)
+    tiles = [
+        Tile(tuple(t[0] for t in combo), tuple(t[1] for t in combo), tuple(t[2] for t in combo))
+        for combo in itertools.product(*per_axis)
+    ]
+    return tiles, tuple(window)
+
+
+def _padded_index(window: slice, n: int, mode: str) -> slice | np.ndarray:
+    """Index into a real axis of length ``n`` for a window of the end-padded axis."""
+    if window.stop <= n:
+        return window
+    idx = np.arange(window.start, window.stop)
+    beyond = idx >= n
+    idx[beyond] = 2 * (n - 1) - idx[beyond] if mode == "reflect" else n - 1
+    return idx
+
+
+def _taper(window: tuple[int, ...], core_in_window: tuple[slice, ...]) -> np.ndarray:
+    """Blending weights: 1 on the core, falling off smoothly (cosine) across the halo."""
+    weights = np.ones(window, np.float32)
+    for axis, (w, core) in enumerate(zip(window, core_in_window)):
+        ramp = np.ones(w, np.float32)
+        for i in range(core.start):
+            ramp[i] = 0.5 - 0.5 * math.cos(math.pi * (i + 1) / (core.start + 1))
+        for i in range(core.stop, w):
+            ramp[i] = 0.5 - 0.5 * math.cos(math.pi * (w - i) / (w - core.stop + 1))
+        shape = [1] * len(window)
+        shape[axis] = w
+        weights *= ramp.reshape(shape)
+    return weights
+
+
+def activation(logits: torch.Tensor) -> torch.Tensor:
+    """Logits to probabilities: sigmoid for one output channel, softmax over channels otherwise."""
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+
+
+def probabilities_to_labels(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Class labels from (K, ...) probabilities: ``p > threshold`` for one or two classes
+    (foreground = 1), the most probable class for more."""
+    if prob.shape[0] == 1:
+        return (prob[0] > threshold).astype(np.uint8)
+    if prob.shape[0] == 2:
+        return (prob[1] > threshold).astype(np.uint8)
+    return np.argmax(prob, axis=0).astype(np.uint8 if prob.shape[0] <= 256 else np.uint16)
+
+
+def predict_tiled(
+    model: UNet,
+    source: ImageSource,
+    out: np.ndarray,
+    *,
+    tile_size: int | tuple[int, ...] | None = None,
+    halo: int | tuple[int, ...] | str = "exact",
+    batch_size: int = 4,
+    device: torch.device | str = "cpu",
+    precision: str = "auto",
+    blend: bool = False,
+    output: str = "probabilities",
+    threshold: float = 0.5,
+) -> Iterator[TileProgress]:
+    """Predict ``source`` tile by tile into the preallocated ``out``, yielding progress.
+
+    Parameters
+    ----------
+    model : the network (put in eval mode here).
+    source : the image, read block by block.
+    out : float32 array (K, *spatial) for ``output="probabilities"``, or an integer array
+        (*spatial) for ``output="labels"``. May be a memory map: only the cores are written.
+    tile_size : core size per axis (default 512 in 2D, 96 in 3D), rounded up to ``2**depth``.
+    halo : context around each core: "exact" (the receptive radius, tiled == untiled) or pixels.
+    batch_size : windows per forward pass; memory grows with it, not with the image.
+    device, precision : where and in which precision to run (see :mod:`.devices`).
+    blend : accumulate whole windows with cosine weights instead of keeping cores (only for
+        probabilities; softens seams when a small halo is chosen). ``out`` is then normalised
+        in place at the end.
+    output : "probabilities" or "labels".
+    threshold : foreground threshold for labels of one- or two-class models.
+    """
+    config = model.config
+    dims = config.spatial_dims
+    shape = source.shape
+    device = torch.device(device)
+    if output not in ("probabilities", "labels"):
+        raise UserInputError(f"output must be 'probabilities' or 'labels', got {output!r}")
+    if blend and output != "probabilities":
+        raise UserInputError("blending needs probabilities output")
+    expected = (config.out_channels, *shape) if output == "probabilities" else shape
+    if tuple(out.shape) != expected:
+        raise UserInputError(f"output array has shape {tuple(out.shape)}, expected {expected}")
+    if tile_size is None:
+        tile_size = 512 if dims == 2 else 96
+    tiles_ = (tile_size,) * dims if isinstance(tile_size, int) else tuple(tile_size)
+    if halo == "exact":
+        halo = receptive_radius(config)
+    elif isinstance(halo, str):
+        raise UserInputError(f"halo must be 'exact' or a number of pixels, got {halo!r}")
+    halos = (halo,) * dims if isinstance(halo, int) else tuple(halo)
+    multiple = config.size_multiple
+    tiles, window = plan_tiles(shape, tiles_, halos, multiple)
+    padded = tuple(_round_up(s, multiple) for s in shape)
+    mode = padding_mode(shape, tuple(p - s for p, s in zip(padded, shape)))
+    weight_sum = None
+    tapers: dict[tuple[tuple[int, int], ...], np.ndarray] = {}
+    if blend:
+        out[...] = 0
+        weight_sum = np.zeros(shape, np.float32)
+
+    model.eval()
+    model.to(device)
+    batch_size = max(1, int(batch_size))
+    yield TileProgress(0, len(tiles))
+    with torch.inference_mode():
+        for first in range(0, len(tiles), batch_size):
+            batch = tiles[first : first + batch_size]
+            blocks = [
+                source.read(tuple(_padded_index(w, n, mode) for w, n in zip(t.window, shape)))
+                for t in batch
+            ]
+            x = torch.from_numpy(np.stack(blocks)).to(device)
+            with autocast(device, precision):
+                logits = model(x)
+            prob = activation(logits.float()).cpu().numpy()
+            for tile, p in zip(batch, prob):
+                if blend:
+                    # Whole window, cropped to the real image, weighted by a cosine taper.
+                    real = tuple(slice(w.start, min(w.stop, n)) for w, n in zip(tile.window, shape))
+                    in_win = tuple(slice(0, r.stop - r.start) for r in real)
+                    key = tuple((c.start, c.stop) for c in tile.core_in_window)
+                    if key not in tapers:
+                        tapers[key] = _taper(window, tile.core_in_window)
+                    wt = tapers[key][in_win]
+                    out[(slice(None), *real)] += p[(slice(None), *in_win)] * wt
+                    weight_sum[real] += wt
+                elif output == "probabilities":
+                    out[(slice(None), *tile.core)] = p[(slice(None), *tile.core_in_window)]
+                else:
+                    out[tile.core] = probabilities_to_labels(p[(slice(None), *tile.core_in_window)], threshold)
+            yield TileProgress(min(first + batch_size, len(tiles)), len(tiles))
+    if blend:
+        out /= np.maximum(weight_sum, 1e-6)

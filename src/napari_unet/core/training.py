@@ -1,0 +1,373 @@
+"""Training as a generator: each step yields a :class:`TrainProgress`; closing it stops cleanly.
+
+    trainer = Trainer(pairs, model=UNetConfig(...), config=TrainConfig(epochs=20))
+    for progress in trainer.train():
+        print(progress.step, progress.train_loss)
+        if user_pressed_stop:
+            break                      # the generator is closed between two steps
+    save_model(trainer.model_file(), "model.pt")   # best weights + state to resume
+
+The GUI runs the same generator in a napari worker, the CLI behind a terminal progress bar.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import ModelFile
+from .data import Augmentation, PatchSampler, TrainingPair, split_for_validation
+from .devices import autocast, describe_device, resolve_device
+from .errors import UserInputError
+from .losses import IGNORE, LOSSES, cross_entropy, log_probabilities, segmentation_loss, soft_dice
+from .metrics import MetricAccumulator, mean_foreground_dice
+from .model import UNet, UNetConfig
+from .normalize import Preprocessing, PreparedSource
+from .tiling import predict_tiled, probabilities_to_labels
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings; saved in the model file's history.
+
+    Attributes
+    ----------
+    epochs : number of epochs (an epoch is ``steps_per_epoch`` optimisation steps).
+    max_minutes : stop after this much training time even if epochs remain (None: no limit).
+    steps_per_epoch : steps between validations; None picks one from the amount of data
+        (between 10 and 200).
+    batch_size : patches per step (None: 8 in 2D, 2 in 3D).
+    patch_size : patch edge in pixels (None: 256 in 2D, 64 in 3D); rounded to ``2**depth``.
+    learning_rate, weight_decay : AdamW settings.
+    loss : "ce", "dice" or "ce+dice".
+    val_fraction : share of the data held out for validation when no validation set is given.
+    augment, elastic : random flips/rotations/intensity changes; elastic deformation.
+    foreground_fraction : share of patches centred on foreground.
+    seed : makes sampling, augmentation and initialisation repeatable.
+    device, precision : see :mod:`napari_unet.core.devices`.
+    """
+
+    epochs: int = 50
+    max_minutes: float | None = None
+    steps_per_epoch: int | None = None
+    batch_size: int | None = None
+    patch_size: int | None = None
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    loss: str = "ce+dice"
+    val_fraction: float = 0.2
+    augment: bool = True
+    elastic: bool = False
+    foreground_fraction: float = 0.5
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise UserInputError(f"epochs must be at least 1, got {self.epochs}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise UserInputError(f"the time budget must be positive, got {self.max_minutes} minutes")
+        if self.learning_rate <= 0:
+            raise UserInputError(f"learning rate must be positive, got {self.learning_rate}")
+        if self.loss not in LOSSES:
+            raise UserInputError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise UserInputError(f"validation fraction must be in [0, 1), got {self.val_fraction}")
+        for name in ("batch_size", "patch_size", "steps_per_epoch"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserInputError(f"{name} must be at least 1, got {value}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """What a training step reports. Validation fields are set at the end of an epoch."""
+
+    step: int
+    epoch: int  # 1-based epoch the step belongs to
+    epochs: int
+    steps_per_epoch: int
+    train_loss: float  # mean loss over the epoch so far
+    seconds: float  # training time so far, resumed runs included
+    epoch_end: bool = False
+    val_loss: float | None = None
+    val_score: float | None = None  # mean foreground Dice on the validation data
+    best_score: float | None = None
+    improved: bool = False
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+def _state_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+@dataclass
+class _State:
+    step: int = 0
+    seconds: float = 0.0
+    best_score: float | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains a U-Net on (image, targets) pairs; see the module docstring for use.
+
+    Parameters
+    ----------
+    pairs : training data, from :func:`~napari_unet.core.data.prepare_pair`.
+    model : a :class:`UNetConfig` to start from scratch, or a :class:`ModelFile` to fine-tune
+        (its best weights) or, with ``resume=True``, to continue its interrupted training.
+    config : training settings (when resuming, None reuses the saved ones).
+    preprocessing : how the pairs were prepared (taken from ``model`` when it is a file).
+    val_pairs : validation data; None holds out ``config.val_fraction`` of ``pairs``.
+    class_names : names of the classes, background first.
+    """
+
+    def __init__(
+        self,
+        pairs: list[TrainingPair],
+        model: UNetConfig | ModelFile,
+        config: TrainConfig | None = None,
+        *,
+        preprocessing: Preprocessing | None = None,
+        val_pairs: list[TrainingPair] | None = None,
+        class_names: list[str] | None = None,
+        resume: bool = False,
+    ):
+        self.state = _State()
+        resume_state = None
+        if isinstance(model, ModelFile):
+            self.net_config = model.config
+            self.preprocessing = model.preprocessing
+            self.class_names = list(model.class_names)
+            self.base_history = dict(model.history)
+            if resume:
+                if not model.training_state:
+                    raise UserInputError("this model file holds no training state to resume from")
+                resume_state = model.training_state
+                config = config or TrainConfig.from_dict(resume_state["train_config"])
+        else:
+            if resume:
+                raise UserInputError("resuming needs a model file, not a new architecture")
+            self.net_config = model
+            self.preprocessing = preprocessing or Preprocessing()
+            k = model.out_channels
+            self.class_names = class_names or (["background", "foreground"] if k <= 2 else [f"class {i}" for i in range(k)])
+            self.base_history = {}
+        self.config = config or TrainConfig()
+        dims = self.net_config.spatial_dims
+        self._check_pairs(pairs + (val_pairs or []))
+        if val_pairs is None:
+            pairs, val_pairs = split_for_validation(pairs, self.config.val_fraction, self.config.seed)
+        self.train_pairs, self.val_pairs = pairs, val_pairs
+
+        self.device = resolve_device(self.config.device)
+        torch.manual_seed(self.config.seed)
+        self.model = UNet(self.net_config)
+        if isinstance(model, ModelFile):
+            self.model.load_state_dict(model.build().state_dict())
+        self.model.to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+        )
+        self.best_weights = _state_copy(self.model)
+
+        multiple = self.net_config.size_multiple
+        patch = self.config.patch_size or (256 if dims == 2 else 64)
+        largest = max(max(p.spatial_shape) for p in pairs)
+        # No point in patches larger than the largest image (rounded to what the net needs).
+        patch = min(patch, -(-largest // multiple) * multiple)
+        patch = max(multiple, -(-patch // multiple) * multiple)
+        self.patch_size = (patch,) * dims
+        self.batch_size = self.config.batch_size or (8 if dims == 2 else 2)
+        aug = Augmentation(elastic=self.config.elastic) if self.config.augment else None
+        self.sampler = PatchSampler(pairs, self.patch_size, aug, self.config.foreground_fraction)
+        if self.config.steps_per_epoch:
+            self.steps_per_epoch = self.config.steps_per_epoch
+        else:
+            pixels = sum(int(np.prod(p.spatial_shape)) for p in self.sampler.pairs)
+            per_step = self.batch_size * patch**dims
+            self.steps_per_epoch = int(min(200, max(10, math.ceil(2 * pixels / per_step))))
+
+        if resume_state is not None:
+            self._restore(resume_state, model)
+
+    def _check_pairs(self, pairs: list[TrainingPair]) -> None:
+        dims, channels = self.net_config.spatial_dims, self.net_config.in_channels
+        for pair in pairs:
+            if pair.targets.ndim != dims or pair.image.ndim != dims + 1:
+                raise UserInputError(
+                    f"image {pair.name!r} is {pair.targets.ndim}D but the model is {dims}D"
+                )
+            if pair.image.shape[0] != channels:
+                raise UserInputError(
+                    f"image {pair.name!r} has {pair.image.shape[0]} channel(s) but the model takes {channels}"
+                )
+            top = int(pair.targets.max()) if pair.targets.size else 0
+            if top >= max(2, self.net_config.out_channels):
+                raise UserInputError(f"labels of {pair.name!r} contain class {top}, beyond the model's classes")
+
+    def _restore(self, state: dict[str, Any], model: ModelFile) -> None:
+        self.model.load_state_dict(state["last_weights"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.best_weights = {k: v.float() if v.is_floating_point() else v for k, v in model.weights.items()}
+        self.state = _State(
+            step=int(state["step"]),
+            seconds=float(state["seconds"]),
+            best_score=state.get("best_score"),
+            history=list(state.get("history", [])),
+        )
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs * self.steps_per_epoch
+
+    def train(self) -> Iterator[TrainProgress]:
+        """Run training, yielding after every step; ``close()`` or ``break`` stops it cleanly."""
+        cfg = self.config
+        state = self.state
+        start_seconds = state.seconds
+        started = time.perf_counter()
+        epoch_losses: list[float] = []
+        budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+        while state.step < self.total_steps:
+            # Seed per step, so a resumed run draws what an uninterrupted one would have.
+            rng = np.random.default_rng([cfg.seed, state.step])
+            x, y = self.sampler.sample(self.batch_size, rng)
+            loss = self._step(torch.from_numpy(x), torch.from_numpy(y))
+            state.step += 1
+            epoch_losses.append(loss)
+            state.seconds = start_seconds + time.perf_counter() - started
+            out_of_time = state.seconds - start_seconds >= budget
+            epoch_end = state.step % self.steps_per_epoch == 0 or state.step == self.total_steps or out_of_time
+            progress = TrainProgress(
+                step=state.step,
+                epoch=(state.step - 1) // self.steps_per_epoch + 1,
+                epochs=cfg.epochs,
+                steps_per_epoch=self.steps_per_epoch,
+                train_loss=float(np.mean(epoch_losses)),
+                seconds=state.seconds,
+                best_score=state.best_score,
+            )
+            if epoch_end:
+                progress = self._end_epoch(progress)
+                epoch_losses = []
+                # Validation time is training time too: the budget includes it.
+                state.seconds = start_seconds + time.perf_counter() - started
+            yield progress
+            if out_of_time:
+                return
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        self.model.train()
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True)
+        with autocast(self.device, self.config.precision):
+            logits = self.model(x)
+        loss = segmentation_loss(log_probabilities(logits.float()), y, self.config.loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def _end_epoch(self, progress: TrainProgress) -> TrainProgress:
+        val_loss, val_score = self.validate() if self.val_pairs else (None, None)
+        # Without validation data the best model is the one with the lowest training loss.
+        score = val_score if val_score is not None else -progress.train_loss
+        improved = self.state.best_score is None or (not math.isnan(score) and score > self.state.best_score)
+        if improved:
+            self.state.best_score = score
+            self.best_weights = _state_copy(self.model)
+        self.state.history.append(
+            {"epoch": progress.epoch, "step": progress.step, "train_loss": progress.train_loss,
+             "val_loss": val_loss, "val_score": val_score, "seconds": round(self.state.seconds, 2)}
+        )
+        return TrainProgress(
+            **{**asdict(progress), "epoch_end": True, "val_loss": val_loss, "val_score": val_score,
+               "best_score": self.state.best_score, "improved": improved}
+        )
+
+    def validate(self) -> tuple[float, float]:
+        """Loss and mean foreground Dice of the current weights on the validation data."""
+        classes = max(2, self.net_config.out_channels)
+        acc = MetricAccumulator(classes)
+        losses, weights = [], []
+        for pair in self.val_pairs:
+            prob = np.zeros((self.net_config.out_channels, *pair.spatial_shape), np.float32)
+            for _ in predict_tiled(self.model, PreparedSource(pair.image), prob, device=self.device,
+                                   precision=self.config.precision, halo=self.net_config.size_multiple * 2):
+                pass
+            labelled = int((pair.targets != IGNORE).sum())
+            if labelled == 0:
+                continue
+            p = torch.from_numpy(prob)[None]
+            if p.shape[1] == 1:
+                p = torch.cat([1 - p, p], dim=1)
+            t = torch.from_numpy(pair.targets.astype(np.int64))[None]
+            loss = float(cross_entropy(p.clamp_min(1e-7).log(), t))
+            if "dice" in self.config.loss:
+                dice_loss = float(soft_dice(p, t))
+                loss = dice_loss if self.config.loss == "dice" else loss + dice_loss
+            losses.append(loss)
+            weights.append(labelled)
+            acc.add(probabilities_to_labels(prob), pair.targets)
+        self.model.train()
+        if not weights:
+            return float("nan"), float("nan")
+        return float(np.average(losses, weights=weights)), mean_foreground_dice(acc.pooled())
+
+    def model_file(self, include_training_state: bool = True) -> ModelFile:
+        """The best weights so far as a :class:`ModelFile`, with what resuming needs."""
+        history = dict(self.base_history)
+        runs = list(history.get("runs", []))
+        runs.append({
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "steps": self.state.step,
+            "seconds": round(self.state.seconds, 1),
+            "best_score": self.state.best_score,
+            "train_images": [p.name for p in self.train_pairs],
+            "val_images": [p.name for p in self.val_pairs],
+            "device": describe_device(self.device),
+            "config": self.config.to_dict(),
+        })
+        history["runs"] = runs
+        history["epochs_log"] = self.state.history[-500:]
+        training_state = None
+        if include_training_state:
+            training_state = {
+                "last_weights": _state_copy(self.model),
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                "step": self.state.step,
+                "seconds": self.state.seconds,
+                "best_score": self.state.best_score,
+                "history": self.state.history,
+                "train_config": self.config.to_dict(),
+            }
+        return ModelFile(
+            config=self.net_config,
+            preprocessing=self.preprocessing,
+            weights=self.best_weights,
+            class_names=self.class_names,
+            history=history,
+            training_state=training_state,
+        )
