@@ -12,7 +12,7 @@ from .metrics import MetricAccumulator, roc_auc
 from .model import UNet, UNetConfig, receptive_radius
 from .normalize import ImageSource, Preprocessing
 from .tiling import TileProgress, predict_tiled
-from .training import Trainer, TrainConfig, TrainProgress
+from .training import TrainConfig, Trainer, TrainProgress
 
 __all__ = [
     "Augmentation",

@@ -56,9 +56,13 @@ class ModelFile:
         """A network with these weights, in eval mode, on ``device``."""
         net = UNet(self.config)
         try:
-            net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in self.weights.items()})
+            net.load_state_dict(
+                {k: v.float() if v.is_floating_point() else v for k, v in self.weights.items()}
+            )
         except RuntimeError as err:
-            raise ModelFileError(f"the weights do not match the architecture in the file: {_first_line(err)}") from err
+            raise ModelFileError(
+                f"the weights do not match the architecture in the file: {_first_line(err)}"
+            ) from err
         return net.to(device).eval()
 
     @property
@@ -73,7 +77,9 @@ def _first_line(err: BaseException) -> str:
 
 def _to_payload(model: ModelFile, half: bool) -> dict[str, Any]:
     weights = {
-        k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu()).contiguous()
+        k: (
+            v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu()
+        ).contiguous()
         for k, v in model.weights.items()
     }
     return {
@@ -91,7 +97,13 @@ def _to_payload(model: ModelFile, half: bool) -> dict[str, Any]:
     }
 
 
-def save_model(model: ModelFile, path: str | os.PathLike, *, half: bool = False, include_training_state: bool = True) -> Path:
+def save_model(
+    model: ModelFile,
+    path: str | os.PathLike,
+    *,
+    half: bool = False,
+    include_training_state: bool = True,
+) -> Path:
     """Write ``model`` to ``path`` atomically; returns the path.
 
     ``half`` stores floating-point weights in float16 (half the size; they are widened to
@@ -133,7 +145,9 @@ def resolve_model_path(spec: str | os.PathLike) -> Path:
     if path.is_file():
         return path
     names = ", ".join(bundled) or "none"
-    raise ModelFileError(f"model {str(spec)!r} is neither a file nor a bundled model (bundled: {names})")
+    raise ModelFileError(
+        f"model {str(spec)!r} is neither a file nor a bundled model (bundled: {names})"
+    )
 
 
 def _read_archive(path: Path) -> Any:
@@ -152,7 +166,9 @@ def _read_archive(path: Path) -> Any:
             "which could run code when loaded. napari-unet model files never do."
         ) from err
     except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise ModelFileError(f"{path} is truncated or corrupt and cannot be read ({_first_line(err)})") from err
+        raise ModelFileError(
+            f"{path} is truncated or corrupt and cannot be read ({_first_line(err)})"
+        ) from err
 
 
 def load_model(spec: str | os.PathLike) -> ModelFile:
@@ -160,7 +176,11 @@ def load_model(spec: str | os.PathLike) -> ModelFile:
     path = resolve_model_path(spec)
     data = _read_archive(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-        if isinstance(data, dict) and data and all(isinstance(v, torch.Tensor) for v in data.values()):
+        if (
+            isinstance(data, dict)
+            and data
+            and all(isinstance(v, torch.Tensor) for v in data.values())
+        ):
             raise ModelFileError(
                 f"{path} is a plain PyTorch state_dict without architecture; "
                 "import it with `napari-unet import --weights FILE --config CONFIG.json --out MODEL`"
@@ -183,7 +203,9 @@ def load_model(spec: str | os.PathLike) -> ModelFile:
             training_state=data.get("training_state"),
         )
     except (KeyError, TypeError, UserInputError) as err:
-        raise ModelFileError(f"{path} is an incomplete or damaged napari-unet model file ({_first_line(err)})") from err
+        raise ModelFileError(
+            f"{path} is an incomplete or damaged napari-unet model file ({_first_line(err)})"
+        ) from err
 
 
 def import_state_dict(
@@ -209,7 +231,17 @@ def import_state_dict(
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise ModelFileError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
     weights = {k.removeprefix("module."): v for k, v in data.items()}
-    names = class_names or (["background", "foreground"] if config.out_channels <= 2 else [f"class {i}" for i in range(config.out_channels)])
-    model = ModelFile(config, preprocessing or Preprocessing(), weights, names, history={"imported_from": path.name})
+    names = class_names or (
+        ["background", "foreground"]
+        if config.out_channels <= 2
+        else [f"class {i}" for i in range(config.out_channels)]
+    )
+    model = ModelFile(
+        config,
+        preprocessing or Preprocessing(),
+        weights,
+        names,
+        history={"imported_from": path.name},
+    )
     model.build()  # raises a clear error now if the weights do not fit the config
     return model

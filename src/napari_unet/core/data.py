@@ -28,9 +28,13 @@ def check_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
             "(0 = background, 1, 2, ... = classes or objects), e.g. saved as uint8 or uint16"
         )
     if labels.dtype.kind not in "iu":
-        raise UserInputError(f"{name} have unsupported type {labels.dtype}; expected an integer image")
+        raise UserInputError(
+            f"{name} have unsupported type {labels.dtype}; expected an integer image"
+        )
     if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
-        raise UserInputError(f"{name} contain negative values (minimum {labels.min()}); labels must be >= 0")
+        raise UserInputError(
+            f"{name} contain negative values (minimum {labels.min()}); labels must be >= 0"
+        )
     return labels
 
 
@@ -58,7 +62,9 @@ def labels_to_targets(
         unannotated = values == 0
         values = values - 1
     else:
-        unannotated = values == ignore_value if ignore_value is not None else np.zeros(values.shape, bool)
+        unannotated = (
+            values == ignore_value if ignore_value is not None else np.zeros(values.shape, bool)
+        )
     if num_classes <= 2:
         targets = (values > 0).astype(np.int16)
     else:
@@ -133,7 +139,9 @@ def split_for_validation(
         rng = np.random.default_rng(seed)
         n_val = min(len(pairs) - 1, max(1, round(fraction * len(pairs))))
         val_idx = set(rng.choice(len(pairs), n_val, replace=False).tolist())
-        return [p for i, p in enumerate(pairs) if i not in val_idx], [p for i, p in enumerate(pairs) if i in val_idx]
+        return [p for i, p in enumerate(pairs) if i not in val_idx], [
+            p for i, p in enumerate(pairs) if i in val_idx
+        ]
     pair = pairs[0]
     axis = int(np.argmax(pair.spatial_shape))
     length = pair.spatial_shape[axis]
@@ -141,12 +149,16 @@ def split_for_validation(
     val_index = [slice(None)] * len(pair.spatial_shape)
     val_index[axis] = slice(cut, None)
     val = TrainingPair(
-        pair.image[(slice(None), *val_index)].copy(), pair.targets[tuple(val_index)].copy(), pair.name + " (validation part)"
+        pair.image[(slice(None), *val_index)].copy(),
+        pair.targets[tuple(val_index)].copy(),
+        pair.name + " (validation part)",
     )
     train_targets = pair.targets.copy()
     train_targets[tuple(val_index)] = IGNORE
     if not (train_targets != IGNORE).any():
-        raise UserInputError("all annotations lie in the validation part; annotate more or set validation to 0")
+        raise UserInputError(
+            "all annotations lie in the validation part; annotate more or set validation to 0"
+        )
     return [TrainingPair(pair.image, train_targets, pair.name)], [val]
 
 
@@ -178,13 +190,17 @@ def augment(
         image, targets = _elastic(image, targets, rng)
     image = np.ascontiguousarray(image, dtype=np.float32)
     if aug.intensity:
-        scale = np.exp(rng.uniform(-0.2, 0.2, size=(image.shape[0],) + (1,) * dims)).astype(np.float32)
+        scale = np.exp(rng.uniform(-0.2, 0.2, size=(image.shape[0],) + (1,) * dims)).astype(
+            np.float32
+        )
         shift = rng.uniform(-0.1, 0.1, size=(image.shape[0],) + (1,) * dims).astype(np.float32)
         image = image * scale + shift
     return image, np.ascontiguousarray(targets)
 
 
-def _elastic(image: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _elastic(
+    image: np.ndarray, targets: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Smooth random deformation (Simard et al. 2003): linear for the image, nearest for labels."""
     from scipy.ndimage import gaussian_filter, map_coordinates
 
@@ -247,10 +263,14 @@ class PatchSampler:
 
     def _pad(self, pair: TrainingPair) -> TrainingPair:
         shape = pair.spatial_shape
-        pads = [(0, max(0, p - s)) for p, s in zip(self.patch_size, shape)]
+        pads = [(0, max(0, p - s)) for p, s in zip(self.patch_size, shape, strict=True)]
         if not any(after for _, after in pads):
             return pair
-        mode = "reflect" if all(after < s for (_, after), s in zip(pads, shape)) else "symmetric"
+        mode = (
+            "reflect"
+            if all(after < s for (_, after), s in zip(pads, shape, strict=True))
+            else "symmetric"
+        )
         image = np.pad(pair.image, [(0, 0), *pads], mode=mode)
         targets = np.pad(pair.targets, pads, constant_values=IGNORE)
         return TrainingPair(image, targets, pair.name)
@@ -265,11 +285,11 @@ class PatchSampler:
             pool = fg if fg.size and rng.random() < self.foreground_fraction else self._labelled[i]
             centre = np.unravel_index(int(pool[rng.integers(pool.size)]), pair.spatial_shape)
             start = []
-            for c, p, s in zip(centre, self.patch_size, pair.spatial_shape):
+            for c, p, s in zip(centre, self.patch_size, pair.spatial_shape, strict=True):
                 # Jitter so the chosen pixel is anywhere in the patch, not always the centre.
                 lo = int(c) - int(rng.integers(p))
                 start.append(min(max(lo, 0), s - p))
-            index = tuple(slice(b, b + p) for b, p in zip(start, self.patch_size))
+            index = tuple(slice(b, b + p) for b, p in zip(start, self.patch_size, strict=True))
             img, tgt = pair.image[(slice(None), *index)], pair.targets[index]
             if self.augmentation is not None:
                 img, tgt = augment(img, tgt, self.augmentation, rng)

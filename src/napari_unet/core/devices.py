@@ -13,7 +13,9 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 def available_devices() -> list[str]:
     """Devices usable here, best first: each CUDA GPU, then Apple MPS, then the CPU."""
-    devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    devices = (
+        [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    )
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         devices.append("mps")
@@ -41,7 +43,9 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if name == "cuda":
         name = "cuda:0"
     if name not in available:
-        raise UserInputError(f"device {name!r} is not available here; available: {', '.join(available)}")
+        raise UserInputError(
+            f"device {name!r} is not available here; available: {', '.join(available)}"
+        )
     return torch.device(name)
 
 

@@ -79,18 +79,42 @@ class Segmenter:
         if output not in OUTPUTS:
             raise UserInputError(f"output must be one of {OUTPUTS}, got {output!r}")
         config = self.model_file.config
-        source = ImageSource(image, config.spatial_dims, self.model_file.preprocessing, config.in_channels, channel_axis)
+        source = ImageSource(
+            image,
+            config.spatial_dims,
+            self.model_file.preprocessing,
+            config.in_channels,
+            channel_axis,
+        )
         prob = None
         if output == "probabilities" or keep_probabilities:
             prob = np.zeros((config.out_channels, *source.shape), np.float32)
-            yield from predict_tiled(self.net, source, prob, tile_size=tile_size, halo=halo, batch_size=batch_size,
-                                     device=self.device, precision=self.precision)
+            yield from predict_tiled(
+                self.net,
+                source,
+                prob,
+                tile_size=tile_size,
+                halo=halo,
+                batch_size=batch_size,
+                device=self.device,
+                precision=self.precision,
+            )
             labels = probabilities_to_labels(prob, threshold)
         else:
             # Labels straight from each tile: no full-size probability array in memory.
             labels = np.zeros(source.shape, np.uint8 if config.out_channels <= 256 else np.uint16)
-            yield from predict_tiled(self.net, source, labels, tile_size=tile_size, halo=halo, batch_size=batch_size,
-                                     device=self.device, precision=self.precision, output="labels", threshold=threshold)
+            yield from predict_tiled(
+                self.net,
+                source,
+                labels,
+                tile_size=tile_size,
+                halo=halo,
+                batch_size=batch_size,
+                device=self.device,
+                precision=self.precision,
+                output="labels",
+                threshold=threshold,
+            )
         if output == "instances":
             labels = instances_from_foreground(labels > 0, min_size)
         if self.device.type == "cuda":
@@ -98,7 +122,11 @@ class Segmenter:
         return Prediction(labels, prob, self.device_name)
 
     def predict(
-        self, image: np.ndarray, *, progress: Callable[[TileProgress], None] | None = None, **options
+        self,
+        image: np.ndarray,
+        *,
+        progress: Callable[[TileProgress], None] | None = None,
+        **options,
     ) -> Prediction:
         """Segment ``image`` (see :meth:`iter_predict` for options); ``progress`` sees each batch.
 

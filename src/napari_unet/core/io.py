@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,9 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".gif", ".jpg", ".jpeg", ".bmp")
 
 
 def is_image_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    return (
+        path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    )
 
 
 def read_image(path: str | os.PathLike, *, memmap: bool = False) -> np.ndarray:
@@ -45,7 +48,9 @@ def read_image(path: str | os.PathLike, *, memmap: bool = False) -> np.ndarray:
     except UserInputError:
         raise
     except Exception as err:  # any decoder error means the same thing to the user
-        raise UserInputError(f"cannot read {path}: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}") from err
+        raise UserInputError(
+            f"cannot read {path}: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
+        ) from err
     if suffix == ".gif" and image.ndim >= 3 and image.shape[0] == 1:
         image = image[0]
     return image
@@ -87,7 +92,9 @@ def write_image(path: str | os.PathLike, data: np.ndarray, *, overwrite: bool = 
 
 def list_images(folder_or_files: list[str | os.PathLike] | str | os.PathLike) -> list[Path]:
     """Image files from files and/or folders (folders are not searched recursively)."""
-    items = [folder_or_files] if isinstance(folder_or_files, (str, os.PathLike)) else folder_or_files
+    items = (
+        [folder_or_files] if isinstance(folder_or_files, (str, os.PathLike)) else folder_or_files
+    )
     found: list[Path] = []
     for item in items:
         path = Path(item)
@@ -98,7 +105,9 @@ def list_images(folder_or_files: list[str | os.PathLike] | str | os.PathLike) ->
         else:
             raise UserInputError(f"{path} does not exist")
     if not found:
-        raise UserInputError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) found in {', '.join(map(str, items))}")
+        raise UserInputError(
+            f"no image files ({', '.join(IMAGE_SUFFIXES)}) found in {', '.join(map(str, items))}"
+        )
     return found
 
 
@@ -109,8 +118,16 @@ class ImagePair:
     key: str
 
 
-def _key(path: Path, pattern: re.Pattern[str] | None) -> str | None:
+def file_key(
+    path: Path, pattern: re.Pattern[str] | None = None, strip_suffixes: tuple[str, ...] = ()
+) -> str | None:
+    """The name a file is matched by: its stem (minus any of ``strip_suffixes``), or the part
+    of the stem ``pattern`` extracts (its first group, else the whole match); None if no match."""
     stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    for suffix in strip_suffixes:
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            stem = stem[: -len(suffix)]
+            break
     if pattern is None:
         return stem
     match = pattern.search(stem)
@@ -119,36 +136,74 @@ def _key(path: Path, pattern: re.Pattern[str] | None) -> str | None:
     return match.group(1) if match.groups() else match.group(0)
 
 
-def find_pairs(images_dir: str | os.PathLike, labels_dir: str | os.PathLike, pattern: str | None = None) -> list[ImagePair]:
+def index_folder(
+    folder: str | os.PathLike,
+    pattern: str | None = None,
+    what: str = "files",
+    strip_suffixes: tuple[str, ...] = (),
+    select: Callable[[Path], bool] | None = None,
+) -> dict[str, Path]:
+    """Image files of ``folder`` (those ``select`` accepts) by :func:`file_key`; errors name
+    files that do not fit."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserInputError(f"{what} folder {folder} does not exist")
+    try:
+        regex = re.compile(pattern) if pattern else None
+    except re.error as err:
+        raise UserInputError(
+            f"pattern {pattern!r} is not a valid regular expression: {err}"
+        ) from err
+    index: dict[str, Path] = {}
+    for path in sorted(
+        p for p in folder.iterdir() if is_image_file(p) and (select is None or select(p))
+    ):
+        key = file_key(path, regex, strip_suffixes)
+        if key is None:
+            raise UserInputError(f"pattern {pattern!r} does not match the {what} file {path.name}")
+        if key in index:
+            raise UserInputError(
+                f"two {what} files have the key {key!r}: {index[key].name} and {path.name}"
+            )
+        index[key] = path
+    if not index:
+        raise UserInputError(
+            f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {what} folder {folder}"
+        )
+    return index
+
+
+def unmatched_message(keys: dict[str, dict[str, Path]], pattern: str | None) -> str | None:
+    """None when every key appears in every index, else a message listing the strays."""
+    common = set.intersection(*(set(v) for v in keys.values()))
+    strays = [
+        f"{what} {index[k].name}"
+        for what, index in keys.items()
+        for k in sorted(set(index) - common)
+    ]
+    if not strays:
+        return None
+    shown = ", ".join(strays[:10]) + (f" and {len(strays) - 10} more" if len(strays) > 10 else "")
+    hint = (
+        ""
+        if pattern
+        else " (files are matched by name without extension; give a pattern to match differently named files)"
+    )
+    return f"{len(strays)} file(s) without a partner: {shown}{hint}"
+
+
+def find_pairs(
+    images_dir: str | os.PathLike, labels_dir: str | os.PathLike, pattern: str | None = None
+) -> list[ImagePair]:
     """Match images to labels by file stem, or by the part of the stem ``pattern`` extracts.
 
     ``pattern`` is a regular expression searched in both stems; its first group (or the whole
     match) is the key: ``^\\d+`` pairs DRIVE's ``21_training.tif`` with ``21_manual1.gif``.
     Every image must have labels and vice versa; otherwise the error lists what is unmatched.
     """
-    images_dir, labels_dir = Path(images_dir), Path(labels_dir)
-    for folder, what in ((images_dir, "images"), (labels_dir, "labels")):
-        if not folder.is_dir():
-            raise UserInputError(f"{what} folder {folder} does not exist")
-    regex = re.compile(pattern) if pattern else None
-    images = {}
-    labels = {}
-    unmatched: list[str] = []
-    for target, folder in ((images, images_dir), (labels, labels_dir)):
-        for path in sorted(p for p in folder.iterdir() if is_image_file(p)):
-            key = _key(path, regex)
-            if key is None:
-                unmatched.append(f"{path.name} (pattern {pattern!r} not found)")
-            elif key in target:
-                raise UserInputError(f"two files in {folder} have the key {key!r}: {target[key].name} and {path.name}")
-            else:
-                target[key] = path
-    if not images:
-        raise UserInputError(f"no image files in {images_dir}")
-    unmatched += [f"image {images[k].name}" for k in sorted(set(images) - set(labels))]
-    unmatched += [f"labels {labels[k].name}" for k in sorted(set(labels) - set(images))]
-    if unmatched:
-        shown = ", ".join(unmatched[:10]) + (f" and {len(unmatched) - 10} more" if len(unmatched) > 10 else "")
-        hint = "" if pattern else " (files are matched by name without extension; use a pattern to match differently named files)"
-        raise UserInputError(f"{len(unmatched)} file(s) without a partner: {shown}{hint}")
+    images = index_folder(images_dir, pattern, "image")
+    labels = index_folder(labels_dir, pattern, "labels")
+    problem = unmatched_message({"image": images, "labels": labels}, pattern)
+    if problem:
+        raise UserInputError(problem)
     return [ImagePair(images[k], labels[k], k) for k in sorted(images)]

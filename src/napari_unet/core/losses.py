@@ -43,7 +43,9 @@ def soft_dice(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> 
     return 1 - dice.mean()
 
 
-def segmentation_loss(logp: torch.Tensor, target: torch.Tensor, kind: str = "ce+dice") -> torch.Tensor:
+def segmentation_loss(
+    logp: torch.Tensor, target: torch.Tensor, kind: str = "ce+dice"
+) -> torch.Tensor:
     """The training loss: "ce" (cross-entropy / BCE), "dice" (soft Dice) or their sum."""
     if kind not in LOSSES:
         raise UserInputError(f"loss must be one of {LOSSES}, got {kind!r}")

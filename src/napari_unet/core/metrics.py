@@ -81,15 +81,21 @@ class MetricAccumulator:
         pred = np.asarray(pred)
         truth = np.asarray(truth)
         if pred.shape != truth.shape:
-            raise UserInputError(f"prediction shape {pred.shape} differs from ground truth shape {truth.shape}")
+            raise UserInputError(
+                f"prediction shape {pred.shape} differs from ground truth shape {truth.shape}"
+            )
         valid = truth >= 0
         if mask is not None:
             if mask.shape != truth.shape:
-                raise UserInputError(f"mask shape {mask.shape} differs from ground truth shape {truth.shape}")
+                raise UserInputError(
+                    f"mask shape {mask.shape} differs from ground truth shape {truth.shape}"
+                )
             valid &= mask.astype(bool)
         p, t = pred[valid].astype(np.int64), truth[valid].astype(np.int64)
         if p.size and (p.max() >= self.num_classes or t.max() >= self.num_classes):
-            raise UserInputError(f"class values must be below {self.num_classes}; found {max(p.max(), t.max())}")
+            raise UserInputError(
+                f"class values must be below {self.num_classes}; found {max(p.max(), t.max())}"
+            )
         image_counts = np.zeros_like(self.counts)
         for c in range(1, self.num_classes):
             pc, tc = p == c, t == c

@@ -78,7 +78,9 @@ class UNetConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise UserInputError(f"unknown U-Net config keys {sorted(unknown)}; known: {sorted(known)}")
+            raise UserInputError(
+                f"unknown U-Net config keys {sorted(unknown)}; known: {sorted(known)}"
+            )
         return cls(**data)
 
 
@@ -178,7 +180,8 @@ class UNet(nn.Module):
             for lvl in range(config.depth)
         )
         self.up = nn.ModuleList(
-            Up(config, widths[lvl + 1], widths[lvl], drop[lvl]) for lvl in reversed(range(config.depth))
+            Up(config, widths[lvl + 1], widths[lvl], drop[lvl])
+            for lvl in reversed(range(config.depth))
         )
         self.head = _conv(config.spatial_dims)(widths[0], config.out_channels, kernel_size=1)
 
@@ -213,7 +216,7 @@ def padding_mode(shape: tuple[int, ...], pads: tuple[int, ...]) -> str:
 
     Shared by :class:`UNet` and the tiler so that both pad a whole image identically.
     """
-    return "reflect" if all(p < s for s, p in zip(shape, pads)) else "replicate"
+    return "reflect" if all(p < s for s, p in zip(shape, pads, strict=True)) else "replicate"
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -48,11 +48,15 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         if self.channel_mode not in CHANNEL_MODES:
-            raise UserInputError(f"channel_mode must be one of {CHANNEL_MODES}, got {self.channel_mode!r}")
+            raise UserInputError(
+                f"channel_mode must be one of {CHANNEL_MODES}, got {self.channel_mode!r}"
+            )
         if self.norm not in NORM_MODES:
             raise UserInputError(f"norm must be one of {NORM_MODES}, got {self.norm!r}")
         if not 0 <= self.low < self.high <= 100:
-            raise UserInputError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.low}, {self.high}")
+            raise UserInputError(
+                f"percentiles must satisfy 0 <= low < high <= 100, got {self.low}, {self.high}"
+            )
         if self.norm == "fixed" and self.fixed_max <= self.fixed_min:
             raise UserInputError("fixed_max must be greater than fixed_min")
 
@@ -65,7 +69,9 @@ class Preprocessing:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def channels_first(image: np.ndarray, spatial_dims: int, channel_axis: int | None = None) -> np.ndarray:
+def channels_first(
+    image: np.ndarray, spatial_dims: int, channel_axis: int | None = None
+) -> np.ndarray:
     """Return a view of ``image`` as (C, *spatial), without copying (memory maps stay lazy).
 
     With ``channel_axis=None`` the channel axis is guessed: none when ``image`` has exactly
@@ -95,7 +101,9 @@ def channels_first(image: np.ndarray, spatial_dims: int, channel_axis: int | Non
     return np.moveaxis(image, channel_axis, 0)
 
 
-def select_channels(block: np.ndarray, preprocessing: Preprocessing, in_channels: int) -> np.ndarray:
+def select_channels(
+    block: np.ndarray, preprocessing: Preprocessing, in_channels: int
+) -> np.ndarray:
     """Map a (C, ...) float block to the ``in_channels`` the model takes, or raise."""
     channels = block.shape[0]
     if preprocessing.channel_mode == "gray" and channels > 1:
@@ -109,7 +117,11 @@ def select_channels(block: np.ndarray, preprocessing: Preprocessing, in_channels
     if channels != in_channels:
         raise UserInputError(
             f"the model expects {in_channels} input channel(s) but the image has {channels}"
-            + (" (colour image: this model was trained on single-channel images)" if channels in (3, 4) else "")
+            + (
+                " (colour image: this model was trained on single-channel images)"
+                if channels in (3, 4)
+                else ""
+            )
         )
     return block
 
@@ -131,7 +143,9 @@ def _sample(view: np.ndarray) -> np.ndarray:
     return np.asarray(view[(slice(None), *(slice(None, None, step) for _ in spatial))])
 
 
-def intensity_stats(view: np.ndarray, preprocessing: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
+def intensity_stats(
+    view: np.ndarray, preprocessing: Preprocessing
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (offset, scale) so that ``(x - offset) / scale`` is the normalised image.
 
     ``view`` is the raw (C, *spatial) image; large images are subsampled, so this is cheap even
@@ -139,7 +153,9 @@ def intensity_stats(view: np.ndarray, preprocessing: Preprocessing) -> tuple[np.
     """
     sample = _sample(view).astype(np.float32, copy=False)
     if not np.isfinite(sample).all():
-        raise UserInputError("the image contains NaN or infinite values; replace them before segmenting")
+        raise UserInputError(
+            "the image contains NaN or infinite values; replace them before segmenting"
+        )
     channels = sample.shape[0]
     if preprocessing.norm == "none":
         return np.zeros(channels, np.float32), np.ones(channels, np.float32)
@@ -148,7 +164,9 @@ def intensity_stats(view: np.ndarray, preprocessing: Preprocessing) -> tuple[np.
         hi = np.full(channels, preprocessing.fixed_max, np.float32)
     elif preprocessing.per_channel:
         flat = sample.reshape(channels, -1)
-        lo, hi = np.percentile(flat, [preprocessing.low, preprocessing.high], axis=1).astype(np.float32)
+        lo, hi = np.percentile(flat, [preprocessing.low, preprocessing.high], axis=1).astype(
+            np.float32
+        )
     else:
         lo_v, hi_v = np.percentile(sample, [preprocessing.low, preprocessing.high])
         lo = np.full(channels, lo_v, np.float32)
@@ -206,7 +224,9 @@ class ImageSource:
         """Normalised float32 block (in_channels, ...) at a spatial ``index`` (see :func:`read_block`)."""
         block = read_block(self.view, index)
         if block.dtype.kind == "f" and not np.isfinite(block).all():
-            raise UserInputError("the image contains NaN or infinite values; replace them before segmenting")
+            raise UserInputError(
+                "the image contains NaN or infinite values; replace them before segmenting"
+            )
         block = apply_stats(block, self.offset, self.scale)
         return select_channels(block, self.preprocessing, self.in_channels)
 

@@ -58,9 +58,9 @@ def plan_tiles(
     padded = [_round_up(s, multiple) for s in shape]
     cores = [max(multiple, _round_up(t, multiple)) for t in tile_size]
     halos = [_round_up(h, multiple) for h in halo]
-    window = [min(p, c + 2 * h) for p, c, h in zip(padded, cores, halos)]
+    window = [min(p, c + 2 * h) for p, c, h in zip(padded, cores, halos, strict=True)]
     per_axis: list[list[tuple[slice, slice, slice]]] = []
-    for n, p, c, h, w in zip(shape, padded, cores, halos, window):
+    for n, p, c, h, w in zip(shape, padded, cores, halos, window, strict=True):
         if w == p:
             # The whole axis fits in one window: one tile, no seams at all.
             per_axis.append([(slice(0, p), slice(0, n), slice(0, n))])
@@ -69,7 +69,13 @@ def plan_tiles(
         for start in range(0, n, c):
             stop = min(start + c, n)
             w_start = min(max(start - h, 0), p - w)
-            axis_tiles.append((slice(w_start, w_start + w), slice(start, stop), slice(start - w_start, stop - w_start)))
+            axis_tiles.append(
+                (
+                    slice(w_start, w_start + w),
+                    slice(start, stop),
+                    slice(start - w_start, stop - w_start),
+                )
+            )
         per_axis.append(axis_tiles)
     tiles = [
         Tile(tuple(t[0] for t in combo), tuple(t[1] for t in combo), tuple(t[2] for t in combo))
@@ -91,7 +97,7 @@ def _padded_index(window: slice, n: int, mode: str) -> slice | np.ndarray:
 def _taper(window: tuple[int, ...], core_in_window: tuple[slice, ...]) -> np.ndarray:
     """Blending weights: 1 on the core, falling off smoothly (cosine) across the halo."""
     weights = np.ones(window, np.float32)
-    for axis, (w, core) in enumerate(zip(window, core_in_window)):
+    for axis, (w, core) in enumerate(zip(window, core_in_window, strict=True)):
         ramp = np.ones(w, np.float32)
         for i in range(core.start):
             ramp[i] = 0.5 - 0.5 * math.cos(math.pi * (i + 1) / (core.start + 1))
@@ -172,7 +178,7 @@ def predict_tiled(
     multiple = config.size_multiple
     tiles, window = plan_tiles(shape, tiles_, halos, multiple)
     padded = tuple(_round_up(s, multiple) for s in shape)
-    mode = padding_mode(shape, tuple(p - s for p, s in zip(padded, shape)))
+    mode = padding_mode(shape, tuple(p - s for p, s in zip(padded, shape, strict=True)))
     weight_sum = None
     tapers: dict[tuple[tuple[int, int], ...], np.ndarray] = {}
     if blend:
@@ -187,17 +193,22 @@ def predict_tiled(
         for first in range(0, len(tiles), batch_size):
             batch = tiles[first : first + batch_size]
             blocks = [
-                source.read(tuple(_padded_index(w, n, mode) for w, n in zip(t.window, shape)))
+                source.read(
+                    tuple(_padded_index(w, n, mode) for w, n in zip(t.window, shape, strict=True))
+                )
                 for t in batch
             ]
             x = torch.from_numpy(np.stack(blocks)).to(device)
             with autocast(device, precision):
                 logits = model(x)
             prob = activation(logits.float()).cpu().numpy()
-            for tile, p in zip(batch, prob):
+            for tile, p in zip(batch, prob, strict=True):
                 if blend:
                     # Whole window, cropped to the real image, weighted by a cosine taper.
-                    real = tuple(slice(w.start, min(w.stop, n)) for w, n in zip(tile.window, shape))
+                    real = tuple(
+                        slice(w.start, min(w.stop, n))
+                        for w, n in zip(tile.window, shape, strict=True)
+                    )
                     in_win = tuple(slice(0, r.stop - r.start) for r in real)
                     key = tuple((c.start, c.stop) for c in tile.core_in_window)
                     if key not in tapers:
@@ -208,7 +219,9 @@ def predict_tiled(
                 elif output == "probabilities":
                     out[(slice(None), *tile.core)] = p[(slice(None), *tile.core_in_window)]
                 else:
-                    out[tile.core] = probabilities_to_labels(p[(slice(None), *tile.core_in_window)], threshold)
+                    out[tile.core] = probabilities_to_labels(
+                        p[(slice(None), *tile.core_in_window)], threshold
+                    )
             yield TileProgress(min(first + batch_size, len(tiles)), len(tiles))
     if blend:
         out /= np.maximum(weight_sum, 1e-6)

@@ -30,7 +30,7 @@ from .errors import UserInputError
 from .losses import IGNORE, LOSSES, cross_entropy, log_probabilities, segmentation_loss, soft_dice
 from .metrics import MetricAccumulator, mean_foreground_dice
 from .model import UNet, UNetConfig
-from .normalize import Preprocessing, PreparedSource
+from .normalize import PreparedSource, Preprocessing
 from .tiling import predict_tiled, probabilities_to_labels
 
 
@@ -75,7 +75,9 @@ class TrainConfig:
         if self.epochs < 1:
             raise UserInputError(f"epochs must be at least 1, got {self.epochs}")
         if self.max_minutes is not None and self.max_minutes <= 0:
-            raise UserInputError(f"the time budget must be positive, got {self.max_minutes} minutes")
+            raise UserInputError(
+                f"the time budget must be positive, got {self.max_minutes} minutes"
+            )
         if self.learning_rate <= 0:
             raise UserInputError(f"learning rate must be positive, got {self.learning_rate}")
         if self.loss not in LOSSES:
@@ -155,6 +157,7 @@ class Trainer:
         resume: bool = False,
     ):
         self.state = _State()
+        self.resumed = resume
         resume_state = None
         if isinstance(model, ModelFile):
             self.net_config = model.config
@@ -172,13 +175,17 @@ class Trainer:
             self.net_config = model
             self.preprocessing = preprocessing or Preprocessing()
             k = model.out_channels
-            self.class_names = class_names or (["background", "foreground"] if k <= 2 else [f"class {i}" for i in range(k)])
+            self.class_names = class_names or (
+                ["background", "foreground"] if k <= 2 else [f"class {i}" for i in range(k)]
+            )
             self.base_history = {}
         self.config = config or TrainConfig()
         dims = self.net_config.spatial_dims
         self._check_pairs(pairs + (val_pairs or []))
         if val_pairs is None:
-            pairs, val_pairs = split_for_validation(pairs, self.config.val_fraction, self.config.seed)
+            pairs, val_pairs = split_for_validation(
+                pairs, self.config.val_fraction, self.config.seed
+            )
         self.train_pairs, self.val_pairs = pairs, val_pairs
 
         self.device = resolve_device(self.config.device)
@@ -188,7 +195,9 @@ class Trainer:
             self.model.load_state_dict(model.build().state_dict())
         self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+            self.model.parameters(),
+            lr=self.config.learning_rate,
+            weight_decay=self.config.weight_decay,
         )
         self.best_weights = _state_copy(self.model)
 
@@ -225,12 +234,16 @@ class Trainer:
                 )
             top = int(pair.targets.max()) if pair.targets.size else 0
             if top >= max(2, self.net_config.out_channels):
-                raise UserInputError(f"labels of {pair.name!r} contain class {top}, beyond the model's classes")
+                raise UserInputError(
+                    f"labels of {pair.name!r} contain class {top}, beyond the model's classes"
+                )
 
     def _restore(self, state: dict[str, Any], model: ModelFile) -> None:
         self.model.load_state_dict(state["last_weights"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.best_weights = {k: v.float() if v.is_floating_point() else v for k, v in model.weights.items()}
+        self.best_weights = {
+            k: v.float() if v.is_floating_point() else v for k, v in model.weights.items()
+        }
         self.state = _State(
             step=int(state["step"]),
             seconds=float(state["seconds"]),
@@ -259,7 +272,11 @@ class Trainer:
             epoch_losses.append(loss)
             state.seconds = start_seconds + time.perf_counter() - started
             out_of_time = state.seconds - start_seconds >= budget
-            epoch_end = state.step % self.steps_per_epoch == 0 or state.step == self.total_steps or out_of_time
+            epoch_end = (
+                state.step % self.steps_per_epoch == 0
+                or state.step == self.total_steps
+                or out_of_time
+            )
             progress = TrainProgress(
                 step=state.step,
                 epoch=(state.step - 1) // self.steps_per_epoch + 1,
@@ -294,17 +311,31 @@ class Trainer:
         val_loss, val_score = self.validate() if self.val_pairs else (None, None)
         # Without validation data the best model is the one with the lowest training loss.
         score = val_score if val_score is not None else -progress.train_loss
-        improved = self.state.best_score is None or (not math.isnan(score) and score > self.state.best_score)
+        improved = self.state.best_score is None or (
+            not math.isnan(score) and score > self.state.best_score
+        )
         if improved:
             self.state.best_score = score
             self.best_weights = _state_copy(self.model)
         self.state.history.append(
-            {"epoch": progress.epoch, "step": progress.step, "train_loss": progress.train_loss,
-             "val_loss": val_loss, "val_score": val_score, "seconds": round(self.state.seconds, 2)}
+            {
+                "epoch": progress.epoch,
+                "step": progress.step,
+                "train_loss": progress.train_loss,
+                "val_loss": val_loss,
+                "val_score": val_score,
+                "seconds": round(self.state.seconds, 2),
+            }
         )
         return TrainProgress(
-            **{**asdict(progress), "epoch_end": True, "val_loss": val_loss, "val_score": val_score,
-               "best_score": self.state.best_score, "improved": improved}
+            **{
+                **asdict(progress),
+                "epoch_end": True,
+                "val_loss": val_loss,
+                "val_score": val_score,
+                "best_score": self.state.best_score,
+                "improved": improved,
+            }
         )
 
     def validate(self) -> tuple[float, float]:
@@ -314,8 +345,14 @@ class Trainer:
         losses, weights = [], []
         for pair in self.val_pairs:
             prob = np.zeros((self.net_config.out_channels, *pair.spatial_shape), np.float32)
-            for _ in predict_tiled(self.model, PreparedSource(pair.image), prob, device=self.device,
-                                   precision=self.config.precision, halo=self.net_config.size_multiple * 2):
+            for _ in predict_tiled(
+                self.model,
+                PreparedSource(pair.image),
+                prob,
+                device=self.device,
+                precision=self.config.precision,
+                halo=self.net_config.size_multiple * 2,
+            ):
                 pass
             labelled = int((pair.targets != IGNORE).sum())
             if labelled == 0:
@@ -340,16 +377,20 @@ class Trainer:
         """The best weights so far as a :class:`ModelFile`, with what resuming needs."""
         history = dict(self.base_history)
         runs = list(history.get("runs", []))
-        runs.append({
-            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "steps": self.state.step,
-            "seconds": round(self.state.seconds, 1),
-            "best_score": self.state.best_score,
-            "train_images": [p.name for p in self.train_pairs],
-            "val_images": [p.name for p in self.val_pairs],
-            "device": describe_device(self.device),
-            "config": self.config.to_dict(),
-        })
+        if self.resumed and runs:
+            runs.pop()  # a resumed run continues, and replaces, the entry of the run it resumes
+        runs.append(
+            {
+                "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "steps": self.state.step,
+                "seconds": round(self.state.seconds, 1),
+                "best_score": self.state.best_score,
+                "train_images": [p.name for p in self.train_pairs],
+                "val_images": [p.name for p in self.val_pairs],
+                "device": describe_device(self.device),
+                "config": self.config.to_dict(),
+            }
+        )
         history["runs"] = runs
         history["epochs_log"] = self.state.history[-500:]
         training_state = None

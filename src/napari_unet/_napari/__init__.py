@@ -1,0 +1,1 @@
+"""napari integration: thin glue from layers to :mod:`napari_unet.core` and back."""

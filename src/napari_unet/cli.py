@@ -1,0 +1,730 @@
+"""The ``napari-unet`` command: train, predict, evaluate, info, import and demo.
+
+Every subcommand drives the same core as the napari widgets. Bad input ends with one line
+starting ``napari-unet: error:`` and exit status 2; ``--debug`` shows tracebacks instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+# ---------------------------------------------------------------- train
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train or fine-tune a U-Net on folders of image/label pairs",
+        description="Train a U-Net from a folder of images and a folder of labels matched by file name.",
+    )
+    p.add_argument("--images", required=True, help="folder of training images")
+    p.add_argument("--labels", required=True, help="folder of label images (0 = background)")
+    p.add_argument(
+        "--val-images", help="folder of validation images (default: hold out --val-fraction)"
+    )
+    p.add_argument("--val-labels", help="folder of validation labels")
+    p.add_argument(
+        "--pattern",
+        help="regular expression extracting the matching key from file names, e.g. '^(\\d+)_'",
+    )
+    p.add_argument("--out", required=True, help="model file to write (saved after every epoch)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument(
+        "--from",
+        dest="from_model",
+        metavar="MODEL",
+        help="fine-tune this model file or bundled model",
+    )
+    start.add_argument(
+        "--resume",
+        metavar="MODEL",
+        help="continue an interrupted training saved in this model file",
+    )
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help="number of epochs (default 50)")
+    length.add_argument(
+        "--minutes", type=float, help="time budget in minutes instead of a number of epochs"
+    )
+    p.add_argument(
+        "--steps-per-epoch", type=int, help="steps between validations (default: from data size)"
+    )
+    p.add_argument(
+        "--label-mode",
+        choices=("dense", "scribbles"),
+        default="dense",
+        help="dense: 0 = background; scribbles: 0 = unlabelled, 1 = background, 2.. = classes",
+    )
+    p.add_argument(
+        "--classes", type=int, default=2, help="number of classes including background (default 2)"
+    )
+    p.add_argument(
+        "--ignore-value", type=int, help="label value marking unannotated pixels (dense mode)"
+    )
+    p.add_argument(
+        "--3d", dest="three_d", action="store_true", help="images are 3D stacks (Z, Y, X)"
+    )
+    p.add_argument(
+        "--channel-axis", type=int, help="axis of the images holding channels (default: guessed)"
+    )
+    p.add_argument(
+        "--gray", action="store_true", help="convert colour images to grayscale (one-channel model)"
+    )
+    p.add_argument("--depth", type=int, default=4, help="U-Net depth (default 4)")
+    p.add_argument(
+        "--base-features", type=int, default=32, help="features at full resolution (default 32)"
+    )
+    p.add_argument("--norm", default="batch", choices=("batch", "instance", "group", "none"))
+    p.add_argument("--upsample", default="transpose", choices=("transpose", "interpolate"))
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument(
+        "--patch-size", type=int, help="patch edge in pixels (default 256 in 2D, 64 in 3D)"
+    )
+    p.add_argument("--batch-size", type=int, help="patches per step (default 8 in 2D, 2 in 3D)")
+    p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
+    p.add_argument("--loss", choices=("ce", "dice", "ce+dice"), default="ce+dice")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--no-augment", action="store_true", help="switch augmentation off")
+    p.add_argument(
+        "--elastic", action="store_true", help="add elastic deformations to augmentation"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--description", default="", help="text stored in the model file")
+    p.set_defaults(run=_run_train)
+
+
+def _load_pairs(
+    images: str,
+    labels: str,
+    args: argparse.Namespace,
+    spatial_dims: int,
+    preprocessing,
+    in_channels,
+):
+    from .core import io, prepare_pair
+
+    pairs = []
+    for pair in io.find_pairs(images, labels, args.pattern):
+        pairs.append(
+            prepare_pair(
+                io.read_image(pair.image),
+                io.read_labels(pair.labels),
+                spatial_dims=spatial_dims,
+                preprocessing=preprocessing,
+                in_channels=in_channels,
+                num_classes=args.classes,
+                label_mode=args.label_mode,
+                ignore_value=args.ignore_value,
+                channel_axis=args.channel_axis,
+                name=pair.image.name,
+            )
+        )
+        in_channels = pairs[0].image.shape[0]
+    return pairs
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .core import (
+        Preprocessing,
+        TrainConfig,
+        Trainer,
+        UNetConfig,
+        UserInputError,
+        load_model,
+        save_model,
+    )
+    from .core.devices import describe_device
+
+    out = Path(args.out)
+    if (
+        out.exists()
+        and not args.overwrite
+        and not (args.resume and Path(args.resume).resolve() == out.resolve())
+    ):
+        raise UserInputError(f"{out} already exists; pass --overwrite to replace it")
+    if bool(args.val_images) != bool(args.val_labels):
+        raise UserInputError("give both --val-images and --val-labels, or neither")
+    base = load_model(args.from_model or args.resume) if (args.from_model or args.resume) else None
+    if base is not None:
+        dims, preprocessing, in_channels = (
+            base.config.spatial_dims,
+            base.preprocessing,
+            base.config.in_channels,
+        )
+        classes = max(2, base.config.out_channels)
+        if args.classes not in (2, classes) or (classes > 2 and args.classes != classes):
+            raise UserInputError(
+                f"the model has {classes} classes but --classes {args.classes} was given"
+            )
+        args.classes = classes
+    else:
+        dims = 3 if args.three_d else 2
+        preprocessing = Preprocessing(channel_mode="gray" if args.gray else "as_is")
+        in_channels = None
+    pairs = _load_pairs(args.images, args.labels, args, dims, preprocessing, in_channels)
+    val_pairs = None
+    if args.val_images:
+        val_pairs = _load_pairs(
+            args.val_images, args.val_labels, args, dims, preprocessing, pairs[0].image.shape[0]
+        )
+
+    overrides = {
+        k: v
+        for k, v in {
+            "epochs": args.epochs,
+            "max_minutes": args.minutes,
+            "steps_per_epoch": args.steps_per_epoch,
+            "batch_size": args.batch_size,
+            "patch_size": args.patch_size,
+            "learning_rate": args.lr,
+        }.items()
+        if v is not None
+    }
+    if args.minutes is not None and args.epochs is None:
+        overrides["epochs"] = 10**6  # the time budget decides
+    config = TrainConfig(
+        **{
+            **overrides,
+            "loss": args.loss,
+            "val_fraction": args.val_fraction,
+            "augment": not args.no_augment,
+            "elastic": args.elastic,
+            "seed": args.seed,
+            "device": args.device,
+        }
+    )
+    if args.resume:
+        if not base.training_state:
+            raise UserInputError(
+                f"{args.resume} holds no training state to resume from (it was saved without it)"
+            )
+        # Continue with the saved settings; only what was given on this command line changes.
+        saved = {**base.training_state["train_config"], **overrides, "device": args.device}
+        trainer = Trainer(
+            pairs, base, TrainConfig.from_dict(saved), val_pairs=val_pairs, resume=True
+        )
+    elif base is not None:
+        trainer = Trainer(pairs, base, config, val_pairs=val_pairs)
+    else:
+        net = UNetConfig(
+            spatial_dims=dims,
+            in_channels=pairs[0].image.shape[0],
+            out_channels=args.classes,
+            depth=args.depth,
+            base_features=args.base_features,
+            norm=args.norm,
+            upsample=args.upsample,
+            dropout=args.dropout,
+        )
+        trainer = Trainer(pairs, net, config, preprocessing=preprocessing, val_pairs=val_pairs)
+
+    print(
+        f"training on {len(trainer.train_pairs)} image(s), validating on {len(trainer.val_pairs)}; "
+        f"device {describe_device(trainer.device)}; patches {trainer.patch_size} x {trainer.batch_size}; "
+        f"{trainer.steps_per_epoch} steps per epoch",
+        file=sys.stderr,
+    )
+
+    def save() -> None:
+        model = trainer.model_file()
+        model.description = args.description or model.description
+        save_model(model, out)
+
+    total = None if config.max_minutes and args.epochs is None else trainer.total_steps
+    bar = tqdm(
+        total=total, initial=trainer.state.step, unit="step", file=sys.stderr, dynamic_ncols=True
+    )
+    generator = trainer.train()
+    interrupted = False
+    try:
+        for progress in generator:
+            bar.update(1)
+            postfix = {"loss": f"{progress.train_loss:.4f}"}
+            if progress.best_score is not None and trainer.val_pairs:
+                postfix["best_dice"] = f"{progress.best_score:.4f}"
+            bar.set_postfix(postfix, refresh=False)
+            if progress.epoch_end:
+                save()
+                bar.write(
+                    f"epoch {progress.epoch}: loss {progress.train_loss:.4f}, val loss {_fmt(progress.val_loss)}, "
+                    f"val Dice {_fmt(progress.val_score)}{'  (best, saved)' if progress.improved else ''}"
+                )
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        generator.close()
+        bar.close()
+    save()
+    best = trainer.state.best_score
+    print(
+        f"{'stopped' if interrupted else 'done'} after {trainer.state.step} steps, {trainer.state.seconds:.0f} s; "
+        f"best validation Dice {_fmt(best) if trainer.val_pairs else '- (no validation data)'}; model saved to {out}",
+        file=sys.stderr,
+    )
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+# ---------------------------------------------------------------- predict
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="segment image files or folders with a model",
+        description="Segment images; writes <name>_labels.tif (and <name>_probabilities.tif) per image.",
+    )
+    p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
+    p.add_argument(
+        "--model", required=True, help="model file or bundled model name (see `napari-unet info`)"
+    )
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument(
+        "--output",
+        choices=("semantic", "instances"),
+        default="semantic",
+        help="semantic: class per pixel; instances: one label per connected object",
+    )
+    p.add_argument(
+        "--probabilities", action="store_true", help="also write class probabilities (float32 TIFF)"
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="foreground probability threshold (binary models)",
+    )
+    p.add_argument(
+        "--min-size", type=int, default=0, help="smallest object kept in instance output, in pixels"
+    )
+    p.add_argument(
+        "--channel-axis", type=int, help="axis of the images holding channels (default: guessed)"
+    )
+    p.add_argument(
+        "--tile-size", type=int, help="tile edge in pixels (default 512 in 2D, 96 in 3D)"
+    )
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(run=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .core import Segmenter, UserInputError, io
+
+    files = io.list_images(args.inputs)
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserInputError(f"--out {out_dir} exists and is not a folder")
+    outputs = {}
+    for f in files:
+        stem = f.name[: -len(f.suffix)]
+        targets = [out_dir / f"{stem}_labels.tif"] + (
+            [out_dir / f"{stem}_probabilities.tif"] if args.probabilities else []
+        )
+        outputs[f] = targets
+    stems = [t[0].name for t in outputs.values()]
+    if len(set(stems)) != len(stems):
+        raise UserInputError("two inputs have the same file name; their outputs would collide")
+    if not args.overwrite:
+        existing = [str(t) for ts in outputs.values() for t in ts if t.exists()]
+        if existing:
+            more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+            raise UserInputError(
+                f"output exists: {', '.join(existing[:3])}{more}; pass --overwrite to replace"
+            )
+    segmenter = Segmenter(args.model, device=args.device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(
+        f"model {args.model} on {segmenter.device_name}; {len(files)} image(s) -> {out_dir}",
+        file=sys.stderr,
+    )
+    for f in files:
+        image = io.read_image(f, memmap=True)
+        with tqdm(
+            desc=f.name, unit="tile", file=sys.stderr, dynamic_ncols=True, leave=False
+        ) as bar:
+
+            def report(p, bar=bar):
+                bar.total = p.total
+                bar.n = p.done
+                bar.refresh()
+
+            try:
+                result = segmenter.predict(
+                    image,
+                    progress=report,
+                    channel_axis=args.channel_axis,
+                    output=args.output,
+                    keep_probabilities=args.probabilities,
+                    threshold=args.threshold,
+                    tile_size=args.tile_size,
+                    batch_size=args.batch_size,
+                    min_size=args.min_size,
+                )
+            except UserInputError as err:
+                raise UserInputError(f"{f.name}: {err}") from err
+        labels_path, *prob_path = outputs[f]
+        io.write_image(labels_path, result.labels, overwrite=args.overwrite)
+        if prob_path:
+            io.write_image(prob_path[0], result.probabilities, overwrite=args.overwrite)
+        n = int(result.labels.max())
+        what = (
+            f"{n} object(s)"
+            if args.output == "instances"
+            else f"{(result.labels > 0).mean():.1%} foreground"
+        )
+        print(f"{f.name}: {what} -> {labels_path.name}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score predictions against ground truth",
+        description="Per-image and pooled pixel metrics of predicted labels (and probabilities) "
+        "against ground-truth labels, optionally inside masks.",
+    )
+    p.add_argument(
+        "--pred",
+        required=True,
+        help="folder of predictions (<name>_labels.tif, <name>_probabilities.tif or <name>.*)",
+    )
+    p.add_argument("--truth", required=True, help="folder of ground-truth labels")
+    p.add_argument(
+        "--mask", help="folder of masks: only pixels inside count (e.g. DRIVE's field of view)"
+    )
+    p.add_argument(
+        "--pattern", help="regular expression extracting the matching key from file names"
+    )
+    p.add_argument(
+        "--classes",
+        type=int,
+        default=2,
+        help="number of classes including background (default 2: any label > 0 is foreground)",
+    )
+    p.add_argument(
+        "--threshold", type=float, default=0.5, help="threshold for probability-only predictions"
+    )
+    p.add_argument("--csv", help="write per-image and pooled metrics to this CSV file")
+    p.add_argument("--json", help="write per-image and pooled metrics to this JSON file")
+    p.set_defaults(run=_run_evaluate)
+
+
+def _to_classes(labels, classes: int):
+    import numpy as np
+
+    from .core.data import check_labels
+
+    labels = check_labels(labels, "labels")
+    return (labels > 0).astype(np.int64) if classes <= 2 else labels.astype(np.int64)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .core import MetricAccumulator, UserInputError, io
+    from .core.metrics import METRIC_NAMES
+
+    truth = io.index_folder(args.truth, args.pattern, "truth")
+
+    def is_prob(path: Path) -> bool:
+        return path.name[: -len(path.suffix)].endswith("_probabilities")
+
+    pred_dir = Path(args.pred)
+    if not pred_dir.is_dir():
+        raise UserInputError(f"prediction folder {pred_dir} does not exist")
+    found = [p for p in pred_dir.iterdir() if io.is_image_file(p)]
+    labels = probs = {}
+    if any(not is_prob(p) for p in found) or not found:
+        labels = io.index_folder(
+            pred_dir, args.pattern, "prediction", ("_labels",), select=lambda p: not is_prob(p)
+        )
+    if any(is_prob(p) for p in found):
+        probs = io.index_folder(
+            pred_dir, args.pattern, "probabilities", ("_probabilities",), select=is_prob
+        )
+    indexes = {
+        "truth": truth,
+        "prediction": {k: labels.get(k) or probs.get(k) for k in set(labels) | set(probs)},
+    }
+    masks = io.index_folder(args.mask, args.pattern, "mask") if args.mask else None
+    if masks is not None:
+        indexes["mask"] = masks
+    problem = io.unmatched_message(indexes, args.pattern)
+    if problem:
+        raise UserInputError(problem)
+    acc = MetricAccumulator(max(2, args.classes))
+    rows = []
+    for key in sorted(truth):
+        gt = _to_classes(io.read_labels(truth[key]), args.classes)
+        scores = None
+        if key in probs:
+            p = np.asarray(io.read_image(probs[key]), np.float32)
+            # (K, ...) probabilities: the foreground channel for binary tasks.
+            if p.ndim == gt.ndim + 1:
+                p = p[-1] if p.shape[0] <= 2 else p
+            if args.classes <= 2:
+                scores = p
+        if key in labels:
+            pred = _to_classes(io.read_labels(labels[key]), args.classes)
+        elif scores is not None:
+            pred = (scores > args.threshold).astype(np.int64)
+        else:
+            raise UserInputError(
+                f"no label prediction for {key} and probabilities of a multi-class model cannot be scored"
+            )
+        mask = io.read_labels(masks[key]) > 0 if masks is not None else None
+        try:
+            report = acc.add(pred, gt, scores=scores, mask=mask)
+        except UserInputError as err:
+            raise UserInputError(f"{key}: {err}") from err
+        for cls, row in report.items():
+            rows.append({"image": key, "class": cls, **row})
+    pooled = acc.pooled()
+    for cls, row in pooled.items():
+        rows.append({"image": "POOLED", "class": cls, **row})
+
+    names = [m for m in METRIC_NAMES if any(not math.isnan(r.get(m, float("nan"))) for r in rows)]
+    width = max(len("image"), *(len(r["image"]) for r in rows))
+    header = f"{'image':<{width}}  class  " + "  ".join(f"{n:>11}" for n in names)
+    print(header)
+    for r in rows:
+        if r["image"] == "POOLED":
+            print("-" * len(header)) if r["class"] == "1" else None
+        print(
+            f"{r['image']:<{width}}  {r['class']:>5}  "
+            + "  ".join(f"{_fmt(r.get(n)):>11}" for n in names)
+        )
+    if args.csv:
+        with open(args.csv, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["image", "class", *METRIC_NAMES])
+            writer.writeheader()
+            writer.writerows(rows)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {"images": [r for r in rows if r["image"] != "POOLED"], "pooled": pooled},
+                indent=2,
+                default=float,
+            )
+        )
+    return 0
+
+
+# ---------------------------------------------------------------- info / import / demo
+
+
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="describe a model file (or list the bundled models)")
+    p.add_argument(
+        "model", nargs="?", help="model file or bundled model name; omit to list bundled models"
+    )
+    p.set_defaults(run=_run_info)
+
+
+def describe_model(spec: str) -> str:
+    """A multi-line, human-readable description of a model file."""
+    from .core import load_model
+    from .core.checkpoint import resolve_model_path
+
+    path = resolve_model_path(spec)
+    m = load_model(path)
+    c, pp = m.config, m.preprocessing
+    params = sum(
+        v.numel()
+        for k, v in m.weights.items()
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    )
+    lines = [
+        f"model:          {path} ({path.stat().st_size / 1e6:.1f} MB)",
+        *([f"description:    {m.description}"] if m.description else []),
+        f"architecture:   {c.spatial_dims}D U-Net, depth {c.depth}, {c.base_features} base features, {c.norm} norm, "
+        f"{c.upsample} upsampling, dropout {c.dropout}; {params:,} parameters",
+        f"input:          {c.in_channels} channel(s), {pp.channel_mode} channels, {pp.norm} normalisation"
+        + (f" ({pp.low}-{pp.high} percentiles)" if pp.norm == "percentile" else ""),
+        f"classes:        {', '.join(m.class_names)}",
+    ]
+    for i, run in enumerate(m.history.get("runs", []), 1):
+        cfg = run.get("config", {})
+        lines.append(
+            f"training run {i}: {run.get('steps')} steps, {run.get('seconds')} s on {run.get('device')}, "
+            f"{len(run.get('train_images', []))} training / {len(run.get('val_images', []))} validation image(s), "
+            f"best validation score {_fmt(run.get('best_score'))}, lr {cfg.get('learning_rate')}, loss {cfg.get('loss')}, "
+            f"finished {run.get('finished')}"
+        )
+    if "imported_from" in m.history:
+        lines.append(f"imported from:  {m.history['imported_from']}")
+    lines.append(f"resumable:      {'yes' if m.training_state else 'no'}")
+    return "\n".join(lines)
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from .core import bundled_models
+
+    if args.model:
+        print(describe_model(args.model))
+        return 0
+    bundled = bundled_models()
+    if not bundled:
+        print("no bundled models")
+    for name, path in bundled.items():
+        card = path.with_suffix(".md")
+        summary = card.read_text().splitlines()[0].lstrip("# ") if card.exists() else ""
+        print(f"{name:<12} {summary}")
+    return 0
+
+
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import", help="wrap a plain PyTorch state_dict and its config into a model file"
+    )
+    p.add_argument("--weights", required=True, help="file with the state_dict (torch.save)")
+    p.add_argument(
+        "--config",
+        required=True,
+        help="JSON file: U-Net config keys, optionally with 'preprocessing' and 'class_names'",
+    )
+    p.add_argument("--out", required=True, help="model file to write")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=_run_import)
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from .core import Preprocessing, UNetConfig, UserInputError, import_state_dict, save_model
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise UserInputError(f"{out} already exists; pass --overwrite to replace it")
+    try:
+        spec = json.loads(Path(args.config).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserInputError(f"cannot read config {args.config}: {err}") from err
+    if not isinstance(spec, dict):
+        raise UserInputError(f"config {args.config} must hold a JSON object")
+    preprocessing = Preprocessing.from_dict(spec.pop("preprocessing", {}))
+    class_names = spec.pop("class_names", None)
+    model = import_state_dict(args.weights, UNetConfig.from_dict(spec), preprocessing, class_names)
+    save_model(model, out)
+    print(f"imported {args.weights} -> {out}")
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo", help="segment the bundled sample image with the bundled nuclei model and score it"
+    )
+    p.add_argument(
+        "--out", default="napari-unet-demo", help="output folder (default ./napari-unet-demo)"
+    )
+    p.add_argument("--device", default="auto")
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .core import MetricAccumulator, Segmenter, io
+    from .samples import sample_path
+
+    image_path, truth_path = sample_path("nuclei"), sample_path("nuclei_labels")
+    image = io.read_image(image_path)
+    segmenter = Segmenter("nuclei", device=args.device)
+    result = segmenter.predict(image, output="instances", min_size=10)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    io.write_image(out / "nuclei_labels.tif", result.labels, overwrite=True)
+    truth = io.read_labels(truth_path)
+    report = MetricAccumulator(2).add(
+        (result.labels > 0).astype(np.int64), (truth > 0).astype(np.int64)
+    )["1"]
+    print(f"image {image_path.name} {image.shape}, model 'nuclei' on {result.device}")
+    print(
+        f"found {int(result.labels.max())} nuclei (ground truth: {int(truth.max())}); "
+        f"foreground Dice {report['dice']:.3f}, IoU {report['iou']:.3f}"
+    )
+    print(
+        f"labels written to {out / 'nuclei_labels.tif'}; open them in napari beside the image, "
+        f"or run `napari-unet predict --model nuclei YOUR_IMAGES --out OUT`"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="napari-unet", description="U-Net segmentation from the command line."
+    )
+    parser.add_argument("--version", action="version", version=f"napari-unet-torch {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_train, _add_predict, _add_evaluate, _add_info, _add_import, _add_demo):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 1 internal error, 2 bad input, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .core.errors import UserInputError
+
+    try:
+        return args.run(args)
+    except UserInputError as err:
+        if args.debug:
+            raise
+        print(f"napari-unet: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("napari-unet: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print(
+            "napari-unet: error: out of memory; use a smaller --tile-size / --batch-size / --patch-size",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
+    except Exception as err:  # a bug: one line, with the way to see more
+        if args.debug:
+            raise
+        print(
+            f"napari-unet: internal error: {type(err).__name__}: {err} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

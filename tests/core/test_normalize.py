@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from napari_unet.core import ImageSource, Preprocessing, UserInputError
+from napari_unet.core.normalize import channels_first, intensity_stats
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])
+def test_percentile_normalisation_maps_any_dtype_to_unit_range(dtype):
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 200, (64, 64)).astype(dtype) * (3 if dtype != np.uint8 else 1)
+    source = ImageSource(raw, 2, Preprocessing(low=0, high=100), 1)
+    block = source.read((slice(None), slice(None)))
+    assert block.dtype == np.float32 and block.shape == (1, 64, 64)
+    assert block.min() == pytest.approx(0) and block.max() == pytest.approx(1)
+
+
+def test_channel_axis_guess_and_moves_are_views():
+    rgb = np.zeros((40, 50, 3), np.uint8)
+    view = channels_first(rgb, 2)
+    assert view.shape == (3, 40, 50) and np.shares_memory(view, rgb)
+    assert channels_first(np.zeros((2, 40, 50)), 2).shape == (2, 40, 50)
+    assert channels_first(np.zeros((40, 50)), 2).shape == (1, 40, 50)
+    assert channels_first(np.zeros((40, 3, 50)), 2, channel_axis=1).shape == (3, 40, 50)
+    with pytest.raises(UserInputError, match="cannot tell which axis"):
+        channels_first(np.zeros((40, 50, 60)), 2)
+    with pytest.raises(UserInputError, match="expected a 2D image"):
+        channels_first(np.zeros((2, 3, 40, 50)), 2)
+
+
+def test_gray_mode_turns_colour_into_one_channel_and_rgba_loses_alpha():
+    rgb = np.random.default_rng(0).integers(0, 255, (32, 32, 3)).astype(np.uint8)
+    gray = ImageSource(rgb, 2, Preprocessing(channel_mode="gray"), 1).read(
+        (slice(None), slice(None))
+    )
+    assert gray.shape == (1, 32, 32)
+    rgba = np.concatenate([rgb, np.full((32, 32, 1), 255, np.uint8)], axis=-1)
+    three = ImageSource(rgba, 2, Preprocessing(), 3).read((slice(None), slice(None)))
+    assert three.shape == (3, 32, 32)
+
+
+def test_channel_mismatch_is_reported_before_any_work():
+    with pytest.raises(UserInputError, match=r"expects 1 input channel.*has 3"):
+        ImageSource(np.zeros((32, 32, 3), np.uint8), 2, Preprocessing(), 1)
+
+
+def test_nan_or_inf_in_the_image_is_refused():
+    image = np.ones((32, 32), np.float32)
+    image[3, 4] = np.nan
+    with pytest.raises(UserInputError, match="NaN or infinite"):
+        ImageSource(image, 2, Preprocessing(), 1)
+
+
+def test_statistics_of_a_large_image_come_from_a_subsample_and_agree():
+    rng = np.random.default_rng(0)
+    big = rng.normal(1000, 100, (2200, 2100)).astype(np.float32)
+    offset, scale = intensity_stats(big[None], Preprocessing())
+    exact = np.percentile(big, [1, 99.8])
+    assert offset[0] == pytest.approx(exact[0], rel=0.01)
+    assert offset[0] + scale[0] == pytest.approx(exact[1], rel=0.01)
+
+
+def test_constant_channel_does_not_divide_by_zero():
+    source = ImageSource(np.full((16, 16), 7, np.uint8), 2, Preprocessing(), 1)
+    assert np.isfinite(source.read((slice(None), slice(None)))).all()

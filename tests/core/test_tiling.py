@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+from tests.conftest import randomise_batchnorm
+
+from napari_unet.core import ImageSource, Preprocessing, UNet, UNetConfig, predict_tiled
+from napari_unet.core.normalize import apply_stats
+from napari_unet.core.tiling import activation, plan_tiles, probabilities_to_labels
+
+
+def _whole_image(net, source):
+    x = torch.from_numpy(apply_stats(np.asarray(source.view), source.offset, source.scale))
+    from napari_unet.core.normalize import select_channels
+
+    x = torch.from_numpy(select_channels(x.numpy(), source.preprocessing, source.in_channels))[None]
+    with torch.no_grad():
+        return activation(net(x)).numpy()[0]
+
+
+CASES = [
+    # config, image shape, tile size
+    (UNetConfig(depth=3, base_features=4), (301, 277), 64),
+    (
+        UNetConfig(depth=2, base_features=4, upsample="interpolate", in_channels=3, out_channels=3),
+        (150, 99, 3),
+        32,
+    ),
+    (UNetConfig(depth=2, base_features=4, norm="none", out_channels=1), (170, 145), 16),
+    (UNetConfig(spatial_dims=3, depth=2, base_features=2), (37, 150, 41), 16),
+]
+
+
+@pytest.mark.parametrize(("config", "shape", "tile"), CASES)
+def test_tiled_prediction_equals_whole_image_prediction(config, shape, tile):
+    net = randomise_batchnorm(UNet(config))
+    image = (np.random.default_rng(0).random(shape) * 1000).astype(np.float32)
+    source = ImageSource(image, config.spatial_dims, Preprocessing(), config.in_channels)
+    reference = _whole_image(net, source)
+    tiled = np.zeros_like(reference)
+    progress = list(predict_tiled(net, source, tiled, tile_size=tile, batch_size=3))
+    assert progress[-1].done == progress[-1].total > 1, "the case must really be tiled"
+    assert [p.done for p in progress] == sorted(p.done for p in progress)
+    assert np.abs(tiled - reference).max() < 1e-4
+
+
+def test_small_halo_with_blending_stays_close_and_covers_everything():
+    config = UNetConfig(depth=3, base_features=4)
+    net = randomise_batchnorm(UNet(config))
+    image = np.random.default_rng(1).random((200, 180)).astype(np.float32)
+    source = ImageSource(image, 2, Preprocessing(), 1)
+    reference = _whole_image(net, source)
+    blended = np.zeros_like(reference)
+    list(predict_tiled(net, source, blended, tile_size=48, halo=16, blend=True))
+    assert np.allclose(blended.sum(0), 1, atol=1e-5)  # still probabilities everywhere
+    assert np.abs(blended - reference).max() < 0.05
+
+
+def test_labels_output_matches_thresholded_probabilities():
+    config = UNetConfig(depth=2, base_features=4)
+    net = randomise_batchnorm(UNet(config))
+    image = np.random.default_rng(2).random((90, 130)).astype(np.float32)
+    source = ImageSource(image, 2, Preprocessing(), 1)
+    prob = np.zeros((2, 90, 130), np.float32)
+    list(predict_tiled(net, source, prob, tile_size=32))
+    labels = np.zeros((90, 130), np.uint8)
+    list(predict_tiled(net, source, labels, tile_size=32, output="labels"))
+    np.testing.assert_array_equal(labels, probabilities_to_labels(prob))
+
+
+def test_memory_mapped_input_is_read_tile_by_tile(tmp_path):
+    config = UNetConfig(depth=2, base_features=4)
+    net = randomise_batchnorm(UNet(config))
+    data = np.random.default_rng(3).integers(0, 4000, (120, 140)).astype(np.uint16)
+    mm = np.lib.format.open_memmap(
+        tmp_path / "big.npy", mode="w+", dtype=np.uint16, shape=data.shape
+    )
+    mm[:] = data
+    mm.flush()
+    mapped = np.load(tmp_path / "big.npy", mmap_mode="r")
+    out_mm = np.zeros((2, 120, 140), np.float32)
+    out_ram = np.zeros_like(out_mm)
+    list(predict_tiled(net, ImageSource(mapped, 2, Preprocessing(), 1), out_mm, tile_size=32))
+    list(predict_tiled(net, ImageSource(data, 2, Preprocessing(), 1), out_ram, tile_size=32))
+    np.testing.assert_array_equal(out_mm, out_ram)
+
+
+def test_every_pixel_is_in_exactly_one_core():
+    tiles, window = plan_tiles((100, 37), (32, 16), (16, 16), 16)
+    cover = np.zeros((100, 37), int)
+    for t in tiles:
+        cover[t.core] += 1
+        assert tuple(s.stop - s.start for s in t.window) == window
+        assert all(w.start % 16 == 0 for w in t.window)
+    assert (cover == 1).all()

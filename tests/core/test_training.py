@@ -1,0 +1,211 @@
+import numpy as np
+import pytest
+import torch
+from tests.conftest import disks_image
+
+from napari_unet.core import (
+    Preprocessing,
+    Segmenter,
+    TrainConfig,
+    Trainer,
+    UNetConfig,
+    UserInputError,
+    load_model,
+    prepare_pair,
+    save_model,
+    split_for_validation,
+)
+from napari_unet.core.losses import IGNORE, log_probabilities, segmentation_loss
+from napari_unet.core.metrics import MetricAccumulator
+
+TINY = UNetConfig(depth=2, base_features=8)
+
+
+def _pair(image, labels, **kw):
+    return prepare_pair(image, labels, spatial_dims=2, preprocessing=Preprocessing(), **kw)
+
+
+def _dice(pred, truth):
+    return MetricAccumulator(2).add((pred > 0).astype(int), (truth > 0).astype(int))["1"]["dice"]
+
+
+def test_tiny_model_overfits_a_tiny_image(disks):
+    image, labels = disks
+    trainer = Trainer(
+        [_pair(image, labels)],
+        TINY,
+        TrainConfig(
+            epochs=5,
+            steps_per_epoch=10,
+            batch_size=4,
+            patch_size=64,
+            val_fraction=0,
+            learning_rate=1e-2,
+        ),
+    )
+    losses = [p.train_loss for p in trainer.train() if p.epoch_end]
+    assert losses[-1] < 0.5 * losses[0]
+    prediction = Segmenter(trainer.model_file(), device="cpu").predict(image)
+    assert _dice(prediction.labels, labels) > 0.9
+
+
+@pytest.mark.parametrize("loss", ["ce", "dice", "ce+dice"])
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_losses_ignore_unannotated_pixels(loss, channels):
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, channels, 16, 16, generator=gen, requires_grad=True)
+    target = torch.randint(0, max(2, channels), (2, 16, 16), generator=gen)
+    unannotated = torch.rand(2, 16, 16, generator=gen) < 0.6
+    target[unannotated] = IGNORE
+    value = segmentation_loss(log_probabilities(logits), target, loss)
+    value.backward()
+    # Whatever the network predicts where nobody annotated changes neither loss nor gradient.
+    assert torch.all(logits.grad.movedim(1, -1)[unannotated] == 0)
+    changed = logits.detach().clone()
+    changed.movedim(1, -1)[unannotated] = (
+        torch.randn(int(unannotated.sum()), channels, generator=gen) * 10
+    )
+    assert torch.allclose(
+        segmentation_loss(log_probabilities(changed), target, loss), value.detach()
+    )
+
+
+def test_scribbles_and_equivalent_dense_labels_with_ignore_value_train_identically(disks):
+    image, labels = disks
+    scribbles = np.zeros_like(labels)
+    scribbles[::7, :] = 1  # background strokes (napari label 1)
+    scribbles[labels > 0] = 2  # foreground
+    scribbles[:, ::3] = 0  # leave columns unannotated
+    dense = np.where(scribbles == 0, 255, scribbles - 1).astype(np.uint16)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=4, batch_size=2, patch_size=48, val_fraction=0)
+    a = Trainer([_pair(image, scribbles, label_mode="scribbles")], TINY, cfg)
+    b = Trainer([_pair(image, dense, ignore_value=255)], TINY, cfg)
+    list(a.train()), list(b.train())
+    for (name, wa), wb in zip(
+        a.model.state_dict().items(), b.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(wa, wb), name
+
+
+def test_a_few_scribbled_strokes_are_enough_to_learn(disks):
+    image, labels = disks
+    scribbles = np.zeros_like(labels)
+    scribbles[5, :] = scribbles[:, 90] = 1  # two background lines
+    for i in range(1, labels.max() + 1):  # one short stroke per object
+        ys, xs = np.nonzero(labels == i)
+        row = ys[len(ys) // 2]
+        scribbles[row, xs[ys == row]] = 2
+    assert (scribbles > 0).mean() < 0.05
+    trainer = Trainer(
+        [_pair(image, scribbles, label_mode="scribbles")],
+        TINY,
+        TrainConfig(
+            epochs=6,
+            steps_per_epoch=10,
+            batch_size=4,
+            patch_size=64,
+            val_fraction=0,
+            learning_rate=1e-2,
+        ),
+    )
+    list(trainer.train())
+    prediction = Segmenter(trainer.model_file(), device="cpu").predict(image)
+    assert _dice(prediction.labels, labels) > 0.8
+
+
+def test_stop_and_resume_continues_exactly_where_it_stopped(tmp_path, disks):
+    image, labels = disks
+    pairs = [_pair(image, labels)]
+    cfg = TrainConfig(
+        epochs=4, steps_per_epoch=3, batch_size=2, patch_size=48, val_fraction=0, seed=3
+    )
+    straight = Trainer(pairs, TINY, cfg)
+    list(straight.train())
+
+    first = Trainer(pairs, TINY, cfg)
+    gen = first.train()
+    for progress in gen:
+        if progress.step == 5:  # mid-epoch
+            break
+    gen.close()
+    save_model(first.model_file(), tmp_path / "stopped.pt")
+    stopped = load_model(tmp_path / "stopped.pt")
+    assert stopped.training_state["step"] == 5
+    Segmenter(stopped, device="cpu").predict(image)  # the stopped model is usable as is
+
+    resumed = Trainer(pairs, stopped, resume=True)
+    steps = [p.step for p in resumed.train()]
+    assert steps[0] == 6 and steps[-1] == 12
+    for (name, a), b in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name
+
+
+def test_fine_tuning_starts_from_the_given_weights(disks):
+    image, labels = disks
+    pairs = [_pair(image, labels)]
+    cfg = TrainConfig(epochs=4, steps_per_epoch=10, batch_size=4, patch_size=64, val_fraction=0)
+    base = Trainer(pairs, TINY, cfg)
+    list(base.train())
+    scratch_first = next(Trainer(pairs, TINY, cfg).train()).train_loss
+    tuned_first = next(Trainer(pairs, base.model_file(), cfg).train()).train_loss
+    assert tuned_first < 0.7 * scratch_first
+
+
+def test_validation_is_scored_and_the_best_weights_are_kept():
+    image, labels = disks_image(shape=(96, 128), n=10)
+    trainer = Trainer(
+        [_pair(image, labels)],
+        TINY,
+        TrainConfig(epochs=4, steps_per_epoch=8, batch_size=4, patch_size=48, val_fraction=0.25),
+    )
+    ends = [p for p in trainer.train() if p.epoch_end]
+    assert all(p.val_score is not None and 0 <= p.val_score <= 1 for p in ends)
+    best = max(ends, key=lambda p: p.val_score)
+    assert trainer.state.best_score == pytest.approx(best.val_score)
+    model = trainer.model_file()
+    assert model.history["runs"][0]["best_score"] == pytest.approx(best.val_score)
+
+
+def test_single_image_validation_split_hides_the_slab_from_training(disks):
+    image, labels = disks
+    train, val = split_for_validation([_pair(image, labels)], 0.25)
+    assert val[0].targets.shape == (24, 96)
+    assert (train[0].targets[72:] == IGNORE).all() and (train[0].targets[:72] != IGNORE).all()
+
+
+def test_time_budget_stops_training_early(disks):
+    image, labels = disks
+    trainer = Trainer(
+        [_pair(image, labels)],
+        TINY,
+        TrainConfig(
+            epochs=1000,
+            max_minutes=0.02,
+            steps_per_epoch=5,
+            batch_size=2,
+            patch_size=48,
+            val_fraction=0,
+        ),
+    )
+    last = list(trainer.train())[-1]
+    assert last.epoch_end and last.step < 1000 * 5 and last.seconds < 10
+
+
+def test_bad_training_input_gives_clear_errors(disks):
+    image, labels = disks
+    with pytest.raises(UserInputError, match="floating point"):
+        _pair(image, labels.astype(np.float32))
+    with pytest.raises(UserInputError, match="negative"):
+        _pair(image, labels.astype(np.int32) - 1)
+    with pytest.raises(UserInputError, match="must match pixel for pixel"):
+        _pair(image, labels[:50])
+    with pytest.raises(UserInputError, match="no annotated pixels"):
+        Trainer(
+            [_pair(image, np.zeros_like(labels), label_mode="scribbles")],
+            TINY,
+            TrainConfig(val_fraction=0),
+        )
+    with pytest.raises(UserInputError, match="3 channel"):
+        Trainer([_pair(np.stack([image] * 3, -1), labels)], TINY, TrainConfig(val_fraction=0))

@@ -1,0 +1,249 @@
+"""The command line end to end on a temporary folder, and one clear line per bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+from tests.conftest import disks_image
+
+from napari_unet.cli import main
+
+TINY = [
+    "--depth",
+    "2",
+    "--base-features",
+    "4",
+    "--batch-size",
+    "2",
+    "--patch-size",
+    "48",
+    "--lr",
+    "0.01",
+]
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    for split, seeds in (("train", (0, 1, 2)), ("val", (3,))):
+        (tmp_path / split / "images").mkdir(parents=True)
+        (tmp_path / split / "labels").mkdir(parents=True)
+        for seed in seeds:
+            image, labels = disks_image(seed=seed)
+            tifffile.imwrite(
+                tmp_path / split / "images" / f"img{seed}.tif", image, compression="lzw"
+            )
+            tifffile.imwrite(tmp_path / split / "labels" / f"img{seed}.tif", labels)
+    return tmp_path
+
+
+@pytest.fixture
+def model(dataset):
+    path = dataset / "model.pt"
+    assert (
+        main(
+            [
+                "train",
+                "--images",
+                str(dataset / "train/images"),
+                "--labels",
+                str(dataset / "train/labels"),
+                "--out",
+                str(path),
+                "--epochs",
+                "2",
+                "--steps-per-epoch",
+                "3",
+                *TINY,
+            ]
+        )
+        == 0
+    )
+    return path
+
+
+def _error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err, "expected an error message"
+    assert "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+def test_train_predict_evaluate_info_end_to_end(dataset, model, capsys):
+    capsys.readouterr()
+    assert main(["info", str(model)]) == 0
+    info = capsys.readouterr().out
+    assert "2D U-Net, depth 2" in info and "resumable:      yes" in info
+
+    out = dataset / "pred"
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(model),
+                str(dataset / "val/images"),
+                "--out",
+                str(out),
+                "--probabilities",
+            ]
+        )
+        == 0
+    )
+    labels = tifffile.imread(out / "img3_labels.tif")
+    prob = tifffile.imread(out / "img3_probabilities.tif")
+    assert labels.shape == (96, 96) and prob.shape == (2, 96, 96)
+    np.testing.assert_allclose(prob.sum(0), 1, atol=1e-5)
+
+    report = dataset / "report.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--pred",
+                str(out),
+                "--truth",
+                str(dataset / "val/labels"),
+                "--json",
+                str(report),
+                "--csv",
+                str(dataset / "report.csv"),
+            ]
+        )
+        == 0
+    )
+    table = capsys.readouterr().out
+    assert "POOLED" in table and "auc" in table
+    pooled = json.loads(report.read_text())["pooled"]["1"]
+    assert 0 <= pooled["dice"] <= 1 and 0 <= pooled["auc"] <= 1
+    assert (dataset / "report.csv").read_text().startswith("image,class,dice")
+
+
+def test_resume_and_fine_tune_from_the_command_line(dataset, model):
+    args = ["--images", str(dataset / "train/images"), "--labels", str(dataset / "train/labels")]
+    assert main(["train", *args, "--resume", str(model), "--out", str(model), "--epochs", "3"]) == 0
+    from napari_unet.core import load_model
+
+    assert load_model(model).training_state["step"] == 9  # 2 epochs of 3 steps, then one more
+    tuned = dataset / "tuned.pt"
+    assert (
+        main(
+            [
+                "train",
+                *args,
+                "--from",
+                str(model),
+                "--out",
+                str(tuned),
+                "--epochs",
+                "1",
+                "--steps-per-epoch",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert len(load_model(tuned).history["runs"]) == 2
+
+
+def test_predict_never_overwrites_without_asking(dataset, model, capsys):
+    out = dataset / "pred"
+    argv = [
+        "predict",
+        "--model",
+        str(model),
+        str(dataset / "val/images/img3.tif"),
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    before = (out / "img3_labels.tif").stat().st_mtime_ns
+    assert main(argv) == 2
+    assert "--overwrite" in _error_line(capsys)
+    assert (out / "img3_labels.tif").stat().st_mtime_ns == before
+    assert main([*argv, "--overwrite"]) == 0
+
+
+def _write(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, array)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("missing", "does not exist"),
+        ("shape", "must match pixel for pixel"),
+        ("float_labels", "floating point"),
+        ("negative_labels", "negative values"),
+        ("nan_image", "NaN or infinite"),
+        ("unmatched", "without a partner"),
+    ],
+)
+def test_bad_training_input_ends_with_one_clear_line(tmp_path, capsys, case, expected):
+    image, labels = disks_image()
+    images, label_dir = tmp_path / "images", tmp_path / "labels"
+    if case != "missing":
+        _write(images / "a.tif", image)
+        bad = {
+            "shape": labels[:50],
+            "float_labels": labels.astype(np.float32),
+            "negative_labels": labels.astype(np.int16) - 1,
+        }.get(case, labels)
+        if case == "nan_image":
+            broken = image.astype(np.float32)
+            broken[0, 0] = np.nan
+            _write(images / "a.tif", broken)
+        _write(label_dir / ("b.tif" if case == "unmatched" else "a.tif"), bad)
+    code = main(
+        [
+            "train",
+            "--images",
+            str(images),
+            "--labels",
+            str(label_dir),
+            "--out",
+            str(tmp_path / "m.pt"),
+            "--epochs",
+            "1",
+            *TINY,
+        ]
+    )
+    assert code == 2
+    line = _error_line(capsys)
+    assert line.startswith("napari-unet: error:") and expected in line
+
+
+def test_wrong_channel_count_and_unreadable_model(dataset, model, tmp_path, capsys):
+    rgb = tmp_path / "rgb.tif"
+    tifffile.imwrite(rgb, np.zeros((64, 64, 3), np.uint8))
+    assert main(["predict", "--model", str(model), str(rgb), "--out", str(tmp_path / "o")]) == 2
+    assert "expects 1 input channel" in _error_line(capsys)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(model.read_bytes()[:1000])
+    assert main(["predict", "--model", str(broken), str(rgb), "--out", str(tmp_path / "o")]) == 2
+    assert "truncated or corrupt" in _error_line(capsys)
+    assert main(["info", str(tmp_path / "nothing.pt")]) == 2
+    assert "neither a file nor a bundled model" in _error_line(capsys)
+
+
+def test_console_script_exit_status_and_single_line(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "napari_unet.cli",
+            "predict",
+            "--model",
+            "nuclei",
+            str(tmp_path / "missing.tif"),
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
