@@ -255,7 +255,12 @@ def _run_train(args: argparse.Namespace) -> int:
 
     total = None if config.max_minutes and args.epochs is None else trainer.total_steps
     bar = tqdm(
-        total=total, initial=trainer.state.step, unit="step", file=sys.stderr, dynamic_ncols=True
+        total=total,
+        initial=trainer.state.step,
+        unit="step",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=None,  # no bar when stderr is not a terminal; epoch lines still print
     )
     generator = trainer.train()
     interrupted = False
@@ -366,7 +371,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     for f in files:
         image = io.read_image(f, memmap=True)
         with tqdm(
-            desc=f.name, unit="tile", file=sys.stderr, dynamic_ncols=True, leave=False
+            desc=f.name, unit="tile", file=sys.stderr, dynamic_ncols=True, leave=False, disable=None
         ) as bar:
 
             def report(p, bar=bar):

@@ -44,6 +44,15 @@ def test_round_trip_rebuilds_the_same_network(tmp_path):
         assert torch.equal(original.build()(x), loaded.build()(x))
 
 
+def test_saved_files_get_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        save_model(_model_file(), tmp_path / "m.pt")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.pt").stat().st_mode & 0o777 == 0o644
+
+
 def test_half_precision_files_are_smaller_and_close(tmp_path):
     original = _model_file()
     save_model(original, tmp_path / "full.pt")

@@ -209,3 +209,89 @@ def test_bad_training_input_gives_clear_errors(disks):
         )
     with pytest.raises(UserInputError, match="3 channel"):
         Trainer([_pair(np.stack([image] * 3, -1), labels)], TINY, TrainConfig(val_fraction=0))
+
+
+def test_multiclass_training_separates_three_classes():
+    from skimage.draw import disk, rectangle
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(150, 10, (96, 96))
+    labels = np.zeros((96, 96), np.uint8)
+    for i, (r, c) in enumerate([(20, 20), (20, 70), (70, 25), (72, 72), (45, 47)]):
+        if i % 2:  # bright disks: class 1
+            rr, cc = disk((r, c), 9, shape=image.shape)
+            image[rr, cc], labels[rr, cc] = 400, 1
+        else:  # dark squares: class 2
+            rr, cc = rectangle((r - 8, c - 8), extent=(16, 16), shape=image.shape)
+            image[rr, cc], labels[rr, cc] = 20, 2
+    config = UNetConfig(depth=2, base_features=8, out_channels=3)
+    pair = _pair(image, labels, num_classes=3)
+    trainer = Trainer(
+        [pair],
+        config,
+        TrainConfig(
+            epochs=6,
+            steps_per_epoch=10,
+            batch_size=4,
+            patch_size=64,
+            val_fraction=0,
+            learning_rate=1e-2,
+        ),
+    )
+    list(trainer.train())
+    assert trainer.model_file().class_names == ["background", "class 1", "class 2"]
+    pred = Segmenter(trainer.model_file(), device="cpu").predict(image).labels
+    report = MetricAccumulator(3).add(pred, labels)
+    assert report["1"]["dice"] > 0.9 and report["2"]["dice"] > 0.9
+
+
+def test_3d_training_and_prediction():
+    from skimage.draw import ellipsoid
+
+    rng = np.random.default_rng(0)
+    volume = rng.normal(100, 10, (24, 40, 40))
+    labels = np.zeros(volume.shape, np.uint8)
+    ball = ellipsoid(5, 6, 6)
+    for z, y, x in ((1, 2, 2), (10, 20, 24), (6, 25, 3)):
+        sl = (slice(z, z + ball.shape[0]), slice(y, y + ball.shape[1]), slice(x, x + ball.shape[2]))
+        volume[sl][ball] += 300
+        labels[sl][ball] = 1
+    pair = prepare_pair(volume, labels, spatial_dims=3, preprocessing=Preprocessing())
+    trainer = Trainer(
+        [pair],
+        UNetConfig(spatial_dims=3, depth=2, base_features=8),
+        TrainConfig(epochs=5, steps_per_epoch=6, patch_size=24, val_fraction=0, learning_rate=1e-2),
+    )
+    losses = [p.train_loss for p in trainer.train() if p.epoch_end]
+    assert losses[-1] < 0.7 * losses[0]
+    assert trainer.patch_size == (24, 24, 24) and trainer.batch_size == 2
+    pred = Segmenter(trainer.model_file(), device="cpu").predict(volume, tile_size=16).labels
+    assert pred.shape == volume.shape and _dice(pred, labels) > 0.85
+
+
+def test_release_and_continue_training_in_the_same_trainer(disks):
+    image, labels = disks
+    trainer = Trainer(
+        [_pair(image, labels)],
+        TINY,
+        TrainConfig(epochs=2, steps_per_epoch=3, batch_size=2, patch_size=48, val_fraction=0),
+    )
+    gen = trainer.train()
+    next(gen)
+    gen.close()
+    trainer.release()
+    assert next(trainer.model.parameters()).device.type == "cpu"
+    assert [p.step for p in trainer.train()] == [2, 3, 4, 5, 6]  # picks up where it stopped
+
+
+def test_annotated_blocks_of_a_stack():
+    from napari_unet.core.data import annotated_blocks
+
+    image = np.zeros((4, 32, 32, 3), np.uint8)
+    labels = np.zeros((4, 32, 32), np.uint8)
+    labels[1, 5, 5] = labels[3, 0, 0] = 1
+    blocks = annotated_blocks(image, labels, spatial_dims=2, channel_axis=-1)
+    assert [index for index, _, _ in blocks] == [(1,), (3,)]
+    assert blocks[0][1].shape == (32, 32, 3) and blocks[0][2].shape == (32, 32)
+    with pytest.raises(UserInputError, match="must match pixel for pixel"):
+        annotated_blocks(image, labels[:, :20], spatial_dims=2, channel_axis=-1)

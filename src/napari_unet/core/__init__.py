@@ -7,7 +7,13 @@ from .checkpoint import ModelFile, bundled_models, import_state_dict, load_model
 from .data import Augmentation, TrainingPair, labels_to_targets, prepare_pair, split_for_validation
 from .devices import available_devices, resolve_device
 from .errors import ModelFileError, UserInputError
-from .inference import Prediction, Segmenter, instances_from_foreground
+from .inference import (
+    Prediction,
+    Segmenter,
+    StackProgress,
+    instances_from_foreground,
+    iter_predict_stack,
+)
 from .metrics import MetricAccumulator, roc_auc
 from .model import UNet, UNetConfig, receptive_radius
 from .normalize import ImageSource, Preprocessing
@@ -23,6 +29,7 @@ __all__ = [
     "Prediction",
     "Preprocessing",
     "Segmenter",
+    "StackProgress",
     "TileProgress",
     "TrainConfig",
     "TrainProgress",
@@ -35,6 +42,7 @@ __all__ = [
     "bundled_models",
     "import_state_dict",
     "instances_from_foreground",
+    "iter_predict_stack",
     "labels_to_targets",
     "load_model",
     "predict_tiled",

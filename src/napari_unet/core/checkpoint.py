@@ -21,6 +21,7 @@ import torch
 
 from .. import __version__
 from .errors import ModelFileError, UserInputError
+from .io import default_permissions
 from .model import UNet, UNetConfig
 from .normalize import Preprocessing
 
@@ -68,6 +69,13 @@ class ModelFile:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+
+def default_class_names(out_channels: int) -> list[str]:
+    """Background first: ["background", "foreground"] for binary models, else "class i"."""
+    if out_channels <= 2:
+        return ["background", "foreground"]
+    return ["background"] + [f"class {i}" for i in range(1, out_channels)]
 
 
 def _first_line(err: BaseException) -> str:
@@ -122,6 +130,7 @@ def save_model(
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        default_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -231,11 +240,7 @@ def import_state_dict(
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise ModelFileError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
     weights = {k.removeprefix("module."): v for k, v in data.items()}
-    names = class_names or (
-        ["background", "foreground"]
-        if config.out_channels <= 2
-        else [f"class {i}" for i in range(config.out_channels)]
-    )
+    names = class_names or default_class_names(config.out_channels)
     model = ModelFile(
         config,
         preprocessing or Preprocessing(),

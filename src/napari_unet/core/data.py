@@ -122,6 +122,39 @@ def prepare_pair(
     return TrainingPair(np.ascontiguousarray(prepared), targets, name)
 
 
+def annotated_blocks(
+    image: np.ndarray,
+    labels: np.ndarray,
+    *,
+    spatial_dims: int,
+    channel_axis: int | None = None,
+) -> list[tuple[tuple[int, ...], np.ndarray, np.ndarray]]:
+    """Cut an image and its labels into the blocks a model of ``spatial_dims`` trains on.
+
+    A z-stack or time series labelled for a 2D model gives one (index, image, labels) block
+    per slice; only blocks with at least one non-zero label are kept, so a user can annotate a
+    few slices of a long stack. Image and labels must agree on every non-channel axis.
+    """
+    from .inference import leading_shape
+
+    image_shape = list(image.shape)
+    if channel_axis is not None:
+        del image_shape[channel_axis % image.ndim]
+    if tuple(image_shape) != tuple(labels.shape):
+        raise UserInputError(
+            f"the labels have shape {tuple(labels.shape)} but the image has shape {tuple(image_shape)} "
+            "(without its channel axis); they must match pixel for pixel"
+        )
+    lead = leading_shape(tuple(image.shape), spatial_dims, channel_axis)
+    view = image if channel_axis is None else np.moveaxis(image, channel_axis, -1)
+    blocks = []
+    for index in np.ndindex(*lead) if lead else [()]:
+        block_labels = np.asarray(labels[index])
+        if block_labels.any():
+            blocks.append((index, np.asarray(view[index]), block_labels))
+    return blocks
+
+
 def split_for_validation(
     pairs: list[TrainingPair], fraction: float, seed: int = 0
 ) -> tuple[list[TrainingPair], list[TrainingPair]]:

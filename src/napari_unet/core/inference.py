@@ -141,3 +141,95 @@ class Segmenter:
                 return done.value
             if progress is not None:
                 progress(step)
+
+
+@dataclass(frozen=True)
+class StackProgress:
+    """Progress over the blocks of a stack: block ``block`` of ``blocks``, and its tiles."""
+
+    block: int
+    blocks: int
+    tile: TileProgress
+
+    @property
+    def fraction(self) -> float:
+        within = self.tile.done / self.tile.total if self.tile.total else 0.0
+        return (self.block + within) / self.blocks if self.blocks else 1.0
+
+
+def leading_shape(
+    shape: tuple[int, ...], spatial_dims: int, channel_axis: int | None
+) -> tuple[int, ...]:
+    """The axes of an image beyond its channel and spatial axes (stack, time), which are
+    segmented one block at a time; spatial axes are the last ones (after removing channels)."""
+    axes = list(shape)
+    if channel_axis is not None:
+        if not -len(shape) <= channel_axis < len(shape):
+            raise UserInputError(
+                f"channel axis {channel_axis} is out of range for an image of shape {shape}"
+            )
+        del axes[channel_axis]
+    if len(axes) < spatial_dims:
+        raise UserInputError(
+            f"the model is {spatial_dims}D but the image has only {len(axes)} non-channel axes {tuple(axes)}"
+        )
+    return tuple(axes[: len(axes) - spatial_dims])
+
+
+def iter_predict_stack(
+    segmenter: Segmenter,
+    image: np.ndarray,
+    *,
+    channel_axis: int | None = None,
+    index: tuple[int, ...] | None = None,
+    output: str = "semantic",
+    **options,
+) -> Generator[StackProgress, None, Prediction]:
+    """Segment an image whose leading axes (a z-stack for a 2D model, time points, ...) are
+    processed block by block; ``index`` restricts the work to one block (e.g. the slice shown).
+
+    Returns labels of shape (*leading, *spatial) (zeros outside ``index``) and, for
+    ``output="probabilities"``, probabilities of shape (*leading, K, *spatial). Object ids of
+    instance output are unique across blocks.
+    """
+    dims = segmenter.model_file.config.spatial_dims
+    lead = leading_shape(tuple(image.shape), dims, channel_axis)
+    view = image if channel_axis is None else np.moveaxis(image, channel_axis, -1)
+    block_channel_axis = None if channel_axis is None else -1
+    spatial = tuple(view.shape[len(lead) : len(lead) + dims])
+    if index is not None:
+        if len(index) != len(lead) or any(not 0 <= i < n for i, n in zip(index, lead, strict=True)):
+            raise UserInputError(f"index {index} does not fit the stack axes {lead}")
+        blocks = [tuple(index)]
+    else:
+        blocks = list(np.ndindex(*lead)) if lead else [()]
+    labels = None
+    prob = None
+    offset = 0
+    device = segmenter.device_name
+    for n, block in enumerate(blocks):
+        gen = segmenter.iter_predict(
+            view[block], channel_axis=block_channel_axis, output=output, **options
+        )
+        while True:
+            try:
+                tile = next(gen)
+            except StopIteration as done:
+                result: Prediction = done.value
+                break
+            yield StackProgress(n, len(blocks), tile)
+        if labels is None:
+            labels = np.zeros(lead + spatial, result.labels.dtype)
+        block_labels = result.labels
+        if output == "instances" and block_labels.max() > 0:
+            block_labels = np.where(block_labels > 0, block_labels + offset, 0).astype(
+                block_labels.dtype
+            )
+            offset = int(block_labels.max())
+        labels[block] = block_labels
+        if result.probabilities is not None:
+            if prob is None:
+                prob = np.zeros(lead + result.probabilities.shape, np.float32)
+            prob[block] = result.probabilities
+        device = result.device
+    return Prediction(labels, prob, device)

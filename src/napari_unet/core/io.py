@@ -66,6 +66,14 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     return labels
 
 
+def default_permissions(path: str | os.PathLike) -> None:
+    """Give a file made by ``tempfile.mkstemp`` (mode 0600) the permissions a normally created
+    file would get under the current umask, so atomically written files are not private."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def write_image(path: str | os.PathLike, data: np.ndarray, *, overwrite: bool = False) -> Path:
     """Write a TIFF (zlib-compressed) or PNG atomically; refuse to replace a file unless asked."""
     path = Path(path)
@@ -83,6 +91,7 @@ def write_image(path: str | os.PathLike, data: np.ndarray, *, overwrite: bool = 
             import imageio.v3 as iio
 
             iio.imwrite(tmp, data)
+        default_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import ModelFile
+from .checkpoint import ModelFile, default_class_names
 from .data import Augmentation, PatchSampler, TrainingPair, split_for_validation
 from .devices import autocast, describe_device, resolve_device
 from .errors import UserInputError
@@ -174,10 +174,7 @@ class Trainer:
                 raise UserInputError("resuming needs a model file, not a new architecture")
             self.net_config = model
             self.preprocessing = preprocessing or Preprocessing()
-            k = model.out_channels
-            self.class_names = class_names or (
-                ["background", "foreground"] if k <= 2 else [f"class {i}" for i in range(k)]
-            )
+            self.class_names = class_names or default_class_names(model.out_channels)
             self.base_history = {}
         self.config = config or TrainConfig()
         dims = self.net_config.spatial_dims
@@ -255,9 +252,27 @@ class Trainer:
     def total_steps(self) -> int:
         return self.config.epochs * self.steps_per_epoch
 
+    def release(self) -> None:
+        """Move the network and optimiser state to the CPU and free GPU memory.
+
+        Call it when training pauses or ends; :meth:`train` moves everything back.
+        """
+        self._move_to(torch.device("cpu"))
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _move_to(self, device: torch.device) -> None:
+        self.model.to(device)
+        for state in self.optimizer.state.values():
+            for key, value in state.items():
+                # Adam keeps its step counter on the CPU; only the moment tensors move.
+                if isinstance(value, torch.Tensor) and key != "step":
+                    state[key] = value.to(device)
+
     def train(self) -> Iterator[TrainProgress]:
         """Run training, yielding after every step; ``close()`` or ``break`` stops it cleanly."""
         cfg = self.config
+        self._move_to(self.device)
         state = self.state
         start_seconds = state.seconds
         started = time.perf_counter()

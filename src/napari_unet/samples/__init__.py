@@ -2,7 +2,8 @@
 
 ``nuclei.png`` and ``nuclei_labels.png`` are image 9620c33d... of the 2018 Data Science Bowl
 stage 1 training set (fluorescence, 520 x 696, 168 nuclei, community-fixed masks), released
-under CC0.
+under CC0. It belongs to the validation split used to pick the bundled nuclei model's best
+epoch, so the demo's score is not an independent test figure.
 """
 
 from __future__ import annotations

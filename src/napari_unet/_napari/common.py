@@ -1,0 +1,78 @@
+"""Small Qt pieces shared by the panels: a layer picker and error reporting."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from qtpy.QtWidgets import QComboBox, QWidget
+
+from ..core import UserInputError, available_devices
+
+log = logging.getLogger("napari_unet")
+
+
+class LayerCombo(QComboBox):
+    """Picks a layer of one type (e.g. ``napari.layers.Image``) and follows the layer list."""
+
+    def __init__(self, viewer: Any, layer_type: type, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.layer_type = layer_type
+        viewer.layers.events.inserted.connect(self._on_inserted)
+        viewer.layers.events.removed.connect(self.refresh)
+        for layer in viewer.layers:
+            layer.events.name.connect(self.refresh)
+        self.refresh()
+
+    def _on_inserted(self, event: Any) -> None:
+        event.value.events.name.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, *_: Any) -> None:
+        current = self.layer()
+        # Layers live in a Python list beside the items: Qt returns copies of item data, so
+        # a layer stored in the combo could not be found again by identity.
+        self._layers = [layer for layer in self.viewer.layers if isinstance(layer, self.layer_type)]
+        self.blockSignals(True)
+        self.clear()
+        self.addItems([layer.name for layer in self._layers])
+        if current is not None and current in self._layers:
+            self.setCurrentIndex(self._layers.index(current))
+        self.blockSignals(False)
+
+    def layer(self) -> Any:
+        """The chosen layer, or None."""
+        index = self.currentIndex()
+        layers = getattr(self, "_layers", [])
+        return layers[index] if 0 <= index < len(layers) else None
+
+    def select(self, layer: Any) -> None:
+        """Choose ``layer`` (ignored if it is not in the list)."""
+        if layer in self._layers:
+            self.setCurrentIndex(self._layers.index(layer))
+
+
+def device_combo(parent: QWidget | None = None) -> QComboBox:
+    combo = QComboBox(parent)
+    combo.addItems(["auto", *available_devices()])
+    return combo
+
+
+def error_message(error: BaseException) -> str:
+    """What to tell the user about an error raised by a background job."""
+    if isinstance(error, UserInputError):
+        return str(error)
+    if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
+        return "Out of memory: use a smaller batch size, patch size or tile size, or the CPU."
+    log.exception("napari-unet job failed", exc_info=error)
+    return f"{type(error).__name__}: {error}"
+
+
+def notify_error(error: BaseException) -> str:
+    """Show ``error`` as a napari notification; returns the message shown."""
+    from napari.utils.notifications import show_error
+
+    message = error_message(error)
+    show_error(message)
+    return message

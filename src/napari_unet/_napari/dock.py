@@ -1,0 +1,39 @@
+"""The U-Net dock widget: Segment and Train panels sharing one session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
+
+from .segment_panel import SegmentPanel
+from .session import TRAINED, Session
+from .train_panel import TrainPanel
+
+
+class UNetWidget(QWidget):
+    """Dock widget with a Segment tab and a Train tab."""
+
+    def __init__(self, napari_viewer: Any):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = Session()
+        self.segment = SegmentPanel(napari_viewer, self.session)
+        self.train = TrainPanel(napari_viewer, self.session)
+        self.tabs = QTabWidget(self)
+        for panel, title in ((self.segment, "Segment"), (self.train, "Train")):
+            scroll = QScrollArea(self)
+            scroll.setWidgetResizable(True)
+            scroll.setWidget(panel)
+            self.tabs.addTab(scroll, title)
+        self.train.segment_requested.connect(self.segment_with_trained)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tabs)
+
+    def segment_with_trained(self, image_layer: Any = None) -> Any:
+        """Switch to Segment and run the model just trained on ``image_layer``."""
+        if image_layer is not None:
+            self.segment.image.select(image_layer)
+        self.segment.refresh_models(select=TRAINED)
+        self.tabs.setCurrentIndex(0)
+        return self.segment.segment()

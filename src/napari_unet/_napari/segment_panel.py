@@ -1,0 +1,283 @@
+"""The Segment panel: image layer + model -> Labels layer, in a background worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core import ModelFile, Segmenter, bundled_models, iter_predict_stack, load_model
+from ..core.inference import leading_shape
+from .common import LayerCombo, device_combo, notify_error
+from .layers import guess_channel_axis, layer_array, spatial_transform, write_labels
+from .session import TRAINED, Session
+
+OUTPUTS = {
+    "instances (one label per object)": "instances",
+    "semantic (class per pixel)": "semantic",
+    "probability image": "probabilities",
+}
+
+
+def segment_job(model: ModelFile, device: str, cache: dict, image: Any, **options: Any):
+    """Worker body: build (or reuse) the network, then segment block by block."""
+    key = (id(model), device)
+    if cache.get("key") != key:
+        cache.clear()
+        cache.update(key=key, segmenter=Segmenter(model, device=device))
+    result = yield from iter_predict_stack(cache["segmenter"], image, **options)
+    return result
+
+
+def foreground_or_classes(prob: np.ndarray, spatial_dims: int) -> np.ndarray:
+    """(*lead, K, *spatial) probabilities -> the foreground plane for binary models (K <= 2),
+    all class planes otherwise."""
+    class_axis = prob.ndim - spatial_dims - 1
+    if prob.shape[class_axis] <= 2:
+        return np.take(prob, prob.shape[class_axis] - 1, axis=class_axis)
+    return prob
+
+
+class SegmentPanel(QWidget):
+    """Segment the chosen image layer with a bundled, loaded or freshly trained model."""
+
+    def __init__(self, viewer: Any, session: Session, parent: QWidget | None = None):
+        super().__init__(parent)
+        import napari
+
+        self.viewer = viewer
+        self.session = session
+        self.worker = None
+        self.last_message = ""
+        self._files: dict[str, ModelFile] = {}
+        self._cache: dict[str, Any] = {}
+
+        self.image = LayerCombo(viewer, napari.layers.Image, self)
+        self.image.currentIndexChanged.connect(self._guess_axes)
+        self.model = QComboBox(self)
+        self.load_button = QPushButton("Load…", self)
+        self.load_button.clicked.connect(self._load_dialog)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model, 1)
+        model_row.addWidget(self.load_button)
+        self.device = device_combo(self)
+        self.output = QComboBox(self)
+        self.output.addItems(OUTPUTS)
+
+        self.channel_axis = QComboBox(self)
+        self.threshold = QDoubleSpinBox(
+            self, minimum=0.01, maximum=0.99, singleStep=0.05, value=0.5
+        )
+        self.min_size = QSpinBox(self, minimum=0, maximum=10**6, value=10)
+        self.tile_size = QSpinBox(self, minimum=32, maximum=8192, singleStep=64, value=512)
+        self.current_only = QCheckBox("only the slice / time point shown", self)
+        advanced = QGroupBox("Advanced", self)
+        adv = QFormLayout(advanced)
+        adv.addRow("channel axis", self.channel_axis)
+        adv.addRow("threshold", self.threshold)
+        adv.addRow("smallest object (px)", self.min_size)
+        adv.addRow("tile size", self.tile_size)
+        adv.addRow(self.current_only)
+
+        self.run_button = QPushButton("Segment", self)
+        self.run_button.clicked.connect(self.segment)
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 1000)
+        self.status = QLabel("", self)
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("image", self.image)
+        form.addRow("model", model_row)
+        form.addRow("device", self.device)
+        form.addRow("output", self.output)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(advanced)
+        layout.addWidget(self.run_button)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        session.model_changed.connect(self._on_trained)
+        self.refresh_models()
+        self._guess_axes()
+
+    # ------------------------------------------------------------ choices
+
+    def refresh_models(self, select: str | None = None) -> None:
+        current = select or self.model.currentText()
+        self.model.blockSignals(True)
+        self.model.clear()
+        if self.session.trained is not None:
+            self.model.addItem(TRAINED)
+        self.model.addItems(list(bundled_models()))
+        self.model.addItems(list(self._files))
+        index = self.model.findText(current)
+        self.model.setCurrentIndex(max(index, 0))
+        self.model.blockSignals(False)
+
+    def _on_trained(self) -> None:
+        # A freshly trained model becomes the default: Segment is then one click.
+        self.refresh_models(select=TRAINED)
+
+    def add_model_file(self, path: str) -> None:
+        """Load a model file and select it (errors become notifications)."""
+        try:
+            self._files[path] = load_model(path)
+        except Exception as err:
+            self.last_message = notify_error(err)
+            return
+        self.refresh_models(select=path)
+
+    def _load_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a napari-unet model", "", "Model files (*.pt)"
+        )
+        if path:
+            self.add_model_file(path)
+
+    def selected_model(self) -> ModelFile:
+        name = self.model.currentText()
+        if name == TRAINED and self.session.trained is not None:
+            return self.session.trained
+        if name in self._files:
+            return self._files[name]
+        if name not in self._cache.setdefault("bundled", {}):
+            self._cache["bundled"][name] = load_model(name)
+        return self._cache["bundled"][name]
+
+    def _guess_axes(self, *_: Any) -> None:
+        layer = self.image.layer()
+        self.channel_axis.clear()
+        self.channel_axis.addItem("none", None)
+        if layer is None:
+            return
+        ndim = layer_array(layer).ndim
+        for axis in range(ndim):
+            self.channel_axis.addItem(f"axis {axis} (size {layer_array(layer).shape[axis]})", axis)
+        guess = guess_channel_axis(layer)
+        self.channel_axis.setCurrentIndex(
+            0 if guess is None else self.channel_axis.findData(guess % ndim)
+        )
+
+    # ------------------------------------------------------------ running
+
+    def _current_index(
+        self, layer: Any, channel_axis: int | None, spatial_dims: int
+    ) -> tuple[int, ...]:
+        data = layer_array(layer)
+        lead = leading_shape(data.shape, spatial_dims, channel_axis)
+        point = [round(c) for c in layer.world_to_data(self.viewer.dims.point)]
+        if channel_axis is not None and not layer.rgb:
+            del point[channel_axis % data.ndim]
+        return tuple(min(max(p, 0), n - 1) for p, n in zip(point[: len(lead)], lead, strict=True))
+
+    def segment(self) -> Any:
+        """Start segmenting; returns the worker (None if the input is not usable)."""
+        from napari.qt.threading import create_worker
+
+        layer = self.image.layer()
+        if layer is None:
+            self.last_message = notify_error(ValueError("Open or choose an image layer first."))
+            return None
+        try:
+            model = self.selected_model()
+            channel_axis = self.channel_axis.currentData()
+            index = None
+            if self.current_only.isChecked():
+                index = self._current_index(layer, channel_axis, model.config.spatial_dims) or None
+            output = OUTPUTS[self.output.currentText()]
+            options = {
+                "channel_axis": channel_axis,
+                "index": index,
+                "threshold": self.threshold.value(),
+                "tile_size": self.tile_size.value(),
+                "min_size": self.min_size.value(),
+                "output": output,
+            }
+        except Exception as err:
+            self.last_message = notify_error(err)
+            return None
+        self.run_button.setEnabled(False)
+        self.progress.setValue(0)
+        self.status.setText(f"segmenting {layer.name}…")
+        worker = create_worker(
+            segment_job,
+            model,
+            self.device.currentText(),
+            self._cache,
+            layer_array(layer),
+            **options,
+            _start_thread=True,
+            _connect={  # handlers given here, or superqt re-raises errors in the GUI thread
+                "yielded": lambda p: self.progress.setValue(int(1000 * p.fraction)),
+                "returned": lambda result: self._show(
+                    result, layer, channel_axis, index, output, model
+                ),
+                "errored": self._failed,
+                "finished": lambda: self.run_button.setEnabled(True),
+            },
+        )
+        self.worker = worker
+        return worker
+
+    def _failed(self, error: BaseException) -> None:
+        self.last_message = notify_error(error)
+        self.status.setText(self.last_message)
+        self.progress.setValue(0)
+
+    def _show(
+        self,
+        result: Any,
+        layer: Any,
+        channel_axis: int | None,
+        index: Any,
+        output: str,
+        model: ModelFile,
+    ) -> None:
+        self.progress.setValue(1000)
+        name = f"{layer.name} U-Net"
+        if output == "probabilities":
+            data = foreground_or_classes(result.probabilities, model.config.spatial_dims)
+            prob_name = f"{name} probability"
+            if prob_name in self.viewer.layers:
+                self.viewer.layers[prob_name].data = data
+            else:
+                self.viewer.add_image(
+                    data,
+                    name=prob_name,
+                    colormap="magma",
+                    contrast_limits=(0, 1),
+                    blending="additive",
+                    **spatial_transform(layer, channel_axis),
+                )
+        target = write_labels(
+            self.viewer,
+            name,
+            result.labels,
+            layer,
+            channel_axis,
+            index=index,
+            model=self.model.currentText(),
+        )
+        found = int(result.labels.max()) if output == "instances" else None
+        self.last_message = (
+            f"{target.name}: {found} objects" if found is not None else f"{target.name} written"
+        ) + f" (device: {result.device})"
+        self.status.setText(self.last_message)

@@ -1,0 +1,484 @@
+"""The Train panel: (image, labels) layer pairs -> a U-Net, trained in a background worker.
+
+The worker runs the core ``Trainer.train()`` generator; napari stays responsive, the panel
+plots losses and validation Dice as they come, Stop keeps the best model so far, Resume
+continues the same run, and the trained model becomes the Segment panel's default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core import (
+    ImageSource,
+    ModelFile,
+    Preprocessing,
+    TrainConfig,
+    Trainer,
+    TrainProgress,
+    UNetConfig,
+    UserInputError,
+    bundled_models,
+    load_model,
+    predict_tiled,
+    prepare_pair,
+    save_model,
+)
+from ..core.data import annotated_blocks
+from ..core.normalize import model_channels
+from ..core.tiling import probabilities_to_labels
+from .common import LayerCombo, device_combo, notify_error
+from .layers import guess_channel_axis, layer_array, spatial_transform
+from .loss_plot import LossPlot
+from .session import TRAINED, Session
+
+NEW_MODEL = "new model"
+LABEL_KINDS = {
+    "dense (corrected prediction, 0 = background)": "dense",
+    "scribbles (0 = unlabelled, 1 = background, 2 = object)": "scribbles",
+}
+
+
+@dataclasses.dataclass
+class Preview:
+    """A live prediction of the preview image, made between two training steps."""
+
+    labels: np.ndarray
+    step: int
+
+
+class PairRow(QWidget):
+    """One training pair: an image layer, its labels layer and the kind of labels."""
+
+    def __init__(self, viewer: Any, parent: QWidget | None = None):
+        super().__init__(parent)
+        import napari
+
+        self.image = LayerCombo(viewer, napari.layers.Image, self)
+        self.labels = LayerCombo(viewer, napari.layers.Labels, self)
+        self.kind = QComboBox(self)
+        self.kind.addItems(LABEL_KINDS)
+        self.remove = QPushButton("✕", self)
+        self.remove.setToolTip("remove this pair")
+        self.remove.setMaximumWidth(28)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.image, 2)
+        layout.addWidget(self.labels, 2)
+        layout.addWidget(self.kind, 2)
+        layout.addWidget(self.remove)
+
+    @property
+    def label_mode(self) -> str:
+        return LABEL_KINDS[self.kind.currentText()]
+
+
+def build_pairs(
+    rows: list[tuple[Any, Any, str]],
+    spatial_dims: int,
+    preprocessing: Preprocessing,
+    in_channels: int | None,
+    num_classes: int,
+) -> list:
+    """Training pairs from (image layer, labels layer, label mode) rows; slices of stacks that
+    carry annotations become separate pairs for a 2D model."""
+    pairs = []
+    for image_layer, labels_layer, mode in rows:
+        if image_layer is None or labels_layer is None:
+            raise UserInputError("choose an image layer and a labels layer for every training pair")
+        channel_axis = guess_channel_axis(image_layer)
+        blocks = annotated_blocks(
+            layer_array(image_layer),
+            np.asarray(labels_layer.data),
+            spatial_dims=spatial_dims,
+            channel_axis=channel_axis,
+        )
+        if not blocks:
+            raise UserInputError(
+                f"labels layer {labels_layer.name!r} is empty: paint some labels first "
+                "(scribbles: 1 = background, 2 = object)"
+            )
+        for index, image, labels in blocks:
+            name = image_layer.name + (f" {index}" if index else "")
+            pairs.append(
+                prepare_pair(
+                    image,
+                    labels,
+                    spatial_dims=spatial_dims,
+                    preprocessing=preprocessing,
+                    in_channels=in_channels,
+                    num_classes=num_classes,
+                    label_mode=mode,
+                    channel_axis=-1 if channel_axis is not None else None,
+                    name=name,
+                )
+            )
+            in_channels = pairs[0].image.shape[0]
+    return pairs
+
+
+def train_job(trainer: Trainer | None, make_trainer: Any, preview_image: Any, preview_every: int):
+    """Worker body: build the trainer (first run), then train, yielding progress and previews."""
+    if trainer is None:
+        trainer = make_trainer()
+    yield trainer
+    try:
+        for progress in trainer.train():
+            yield progress
+            if preview_image is not None and preview_every and progress.step % preview_every == 0:
+                yield Preview(_predict(trainer, preview_image), progress.step)
+    finally:
+        trainer.release()
+
+
+def _predict(trainer: Trainer, image: np.ndarray) -> np.ndarray:
+    config = trainer.net_config
+    source = ImageSource(image, config.spatial_dims, trainer.preprocessing, config.in_channels)
+    prob = np.zeros((config.out_channels, *source.shape), np.float32)
+    for _ in predict_tiled(
+        trainer.model, source, prob, device=trainer.device, halo=2 * config.size_multiple
+    ):
+        pass
+    return probabilities_to_labels(prob)
+
+
+class TrainPanel(QWidget):
+    """Train or fine-tune on layers; see the module docstring."""
+
+    #: "Segment with this model" pressed: the image layer of the first pair.
+    segment_requested = Signal(object)
+
+    def __init__(self, viewer: Any, session: Session, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.session = session
+        self.trainer: Trainer | None = None
+        self.worker = None
+        self.last_message = ""
+        self.history: list[TrainProgress] = []
+
+        self.rows: list[PairRow] = []
+        self.pairs_box = QVBoxLayout()
+        add_pair = QPushButton("Add pair", self)
+        add_pair.clicked.connect(self.add_row)
+        data_box = QGroupBox("Training data: image, labels, kind of labels", self)
+        data_layout = QVBoxLayout(data_box)
+        data_layout.addLayout(self.pairs_box)
+        data_layout.addWidget(add_pair)
+
+        self.start_from = QComboBox(self)
+        self.dims = QComboBox(self)
+        self.dims.addItems(["2D", "3D"])
+        self.depth = QSpinBox(self, minimum=1, maximum=6, value=4)
+        self.base = QSpinBox(self, minimum=4, maximum=128, value=16)
+        self.classes = QSpinBox(self, minimum=2, maximum=32, value=2)
+        self.epochs = QSpinBox(self, minimum=1, maximum=100000, value=20)
+        self.minutes = QDoubleSpinBox(self, minimum=0, maximum=10000, value=0, decimals=1)
+        self.minutes.setSpecialValueText("no limit")
+        self.steps = QSpinBox(self, minimum=1, maximum=10000, value=20)
+        self.lr = QDoubleSpinBox(
+            self, minimum=1e-6, maximum=1.0, value=1e-3, decimals=5, singleStep=1e-4
+        )
+        self.patch = QSpinBox(self, minimum=16, maximum=1024, singleStep=16, value=128)
+        self.batch = QSpinBox(self, minimum=1, maximum=256, value=8)
+        self.val_fraction = QDoubleSpinBox(self, minimum=0, maximum=0.9, value=0.2, singleStep=0.05)
+        self.augment = QCheckBox("augmentation", self)
+        self.augment.setChecked(True)
+        self.device = device_combo(self)
+        self.preview = QCheckBox("live preview every", self)
+        self.preview_every = QSpinBox(self, minimum=1, maximum=10000, value=20, suffix=" steps")
+        preview_row = QHBoxLayout()
+        preview_row.addWidget(self.preview)
+        preview_row.addWidget(self.preview_every)
+
+        form = QFormLayout()
+        form.addRow("start from", self.start_from)
+        form.addRow("new model: dims", self.dims)
+        form.addRow("new model: depth", self.depth)
+        form.addRow("new model: base features", self.base)
+        form.addRow("new model: classes", self.classes)
+        form.addRow("epochs", self.epochs)
+        form.addRow("time budget (min)", self.minutes)
+        form.addRow("steps per epoch", self.steps)
+        form.addRow("learning rate", self.lr)
+        form.addRow("patch size", self.patch)
+        form.addRow("batch size", self.batch)
+        form.addRow("validation fraction", self.val_fraction)
+        form.addRow("", self.augment)
+        form.addRow("device", self.device)
+        form.addRow(preview_row)
+
+        self.train_button = QPushButton("Train", self)
+        self.stop_button = QPushButton("Stop", self)
+        self.resume_button = QPushButton("Resume", self)
+        self.save_button = QPushButton("Save model…", self)
+        self.segment_button = QPushButton("Segment with this model", self)
+        self.segment_button.clicked.connect(
+            lambda: self.segment_requested.emit(self.rows[0].image.layer())
+        )
+        self.train_button.clicked.connect(self.start)
+        self.stop_button.clicked.connect(self.stop)
+        self.resume_button.clicked.connect(self.resume)
+        self.save_button.clicked.connect(self._save_dialog)
+        buttons = QHBoxLayout()
+        for b in (self.train_button, self.stop_button, self.resume_button, self.save_button):
+            buttons.addWidget(b)
+        self.progress = QProgressBar(self)
+        self.status = QLabel("", self)
+        self.status.setWordWrap(True)
+        self.plot = LossPlot(self)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(data_box)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.segment_button)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.plot)
+        layout.addStretch(1)
+
+        self.add_row()
+        session.model_changed.connect(self.refresh_start_choices)
+        self.refresh_start_choices()
+        self._set_running(False)
+
+    # ------------------------------------------------------------ data rows
+
+    def add_row(self) -> PairRow:
+        row = PairRow(self.viewer, self)
+        row.remove.clicked.connect(lambda: self._remove_row(row))
+        self.rows.append(row)
+        self.pairs_box.addWidget(row)
+        return row
+
+    def _remove_row(self, row: PairRow) -> None:
+        if len(self.rows) > 1:
+            self.rows.remove(row)
+            row.setParent(None)
+            row.deleteLater()
+
+    def refresh_start_choices(self) -> None:
+        current = self.start_from.currentText()
+        self.start_from.clear()
+        self.start_from.addItem(NEW_MODEL)
+        if self.session.trained is not None:
+            self.start_from.addItem(TRAINED)
+        self.start_from.addItems(list(bundled_models()))
+        self.start_from.setCurrentIndex(max(self.start_from.findText(current), 0))
+
+    # ------------------------------------------------------------ running
+
+    def _config(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs.value(),
+            max_minutes=self.minutes.value() or None,
+            steps_per_epoch=self.steps.value(),
+            batch_size=self.batch.value(),
+            patch_size=self.patch.value(),
+            learning_rate=self.lr.value(),
+            val_fraction=self.val_fraction.value(),
+            augment=self.augment.isChecked(),
+            device=self.device.currentText(),
+        )
+
+    def _base_model(self) -> ModelFile | None:
+        choice = self.start_from.currentText()
+        if choice == NEW_MODEL:
+            return None
+        if choice == TRAINED:
+            return self.session.trained
+        return load_model(choice)
+
+    def _make_trainer_factory(self):
+        rows = [(r.image.layer(), r.labels.layer(), r.label_mode) for r in self.rows]
+        config = self._config()
+        base = self._base_model()
+        dims, classes = (3 if self.dims.currentText() == "3D" else 2), self.classes.value()
+        depth, width = self.depth.value(), self.base.value()
+
+        def make() -> Trainer:
+            if base is not None:
+                pairs = build_pairs(
+                    rows,
+                    base.config.spatial_dims,
+                    base.preprocessing,
+                    base.config.in_channels,
+                    max(2, base.config.out_channels),
+                )
+                return Trainer(pairs, base, config)
+            preprocessing = Preprocessing()
+            pairs = build_pairs(rows, dims, preprocessing, None, classes)
+            net = UNetConfig(
+                spatial_dims=dims,
+                in_channels=model_channels(pairs[0].image.shape[0], preprocessing),
+                out_channels=classes,
+                depth=depth,
+                base_features=width,
+            )
+            return Trainer(pairs, net, config, preprocessing=preprocessing)
+
+        return make
+
+    def _preview_image(self) -> np.ndarray | None:
+        if not self.preview.isChecked() or not self.rows or self.rows[0].image.layer() is None:
+            return None
+        layer = self.rows[0].image.layer()
+        data = layer_array(layer)
+        dims = 3 if self.dims.currentText() == "3D" else 2
+        spatial_axes = dims + (1 if layer.rgb else 0)
+        # The slice on screen: leading axes at the viewer's current position.
+        point = [round(c) for c in layer.world_to_data(self.viewer.dims.point)]
+        index = tuple(
+            min(max(p, 0), n - 1)
+            for p, n in zip(point[: data.ndim - spatial_axes], data.shape, strict=False)
+        )
+        return np.asarray(data[index])
+
+    def start(self) -> Any:
+        """Train a new run with the current settings; returns the worker."""
+        self.trainer = None
+        self.history = []
+        self.plot.clear()
+        try:
+            factory = self._make_trainer_factory()
+        except Exception as err:
+            self.last_message = notify_error(err)
+            return None
+        return self._launch(factory)
+
+    def resume(self) -> Any:
+        """Continue the stopped (or finished) run; a finished run gets the epochs set again."""
+        if self.trainer is None:
+            self.last_message = notify_error(UserInputError("nothing to resume: press Train first"))
+            return None
+        if self.trainer.state.step >= self.trainer.total_steps:
+            self.trainer.config = dataclasses.replace(
+                self.trainer.config, epochs=self.trainer.config.epochs + self.epochs.value()
+            )
+        return self._launch(None)
+
+    def _launch(self, factory: Any) -> Any:
+        from napari.qt.threading import create_worker
+
+        self._set_running(True)
+        self.status.setText("preparing the training data…" if factory else "resuming…")
+        # Handlers passed at creation: superqt would otherwise re-raise errors in the GUI thread.
+        worker = create_worker(
+            train_job,
+            self.trainer,
+            factory,
+            self._preview_image(),
+            self.preview_every.value(),
+            _start_thread=True,
+            _connect={
+                "yielded": self._on_yield,
+                "errored": self._failed,
+                "finished": self._finished,
+            },
+        )
+        self.worker = worker
+        return worker
+
+    def stop(self) -> None:
+        """Stop after the current step; the best model so far is kept."""
+        if self.worker is not None:
+            self.status.setText("stopping…")
+            self.worker.quit()
+
+    def _on_yield(self, item: Any) -> None:
+        if isinstance(item, Trainer):
+            self.trainer = item
+            self.progress.setRange(0, item.total_steps)
+            return
+        if isinstance(item, Preview):
+            self._show_preview(item)
+            return
+        progress: TrainProgress = item
+        self.history.append(progress)
+        self.progress.setRange(0, progress.total_steps)
+        self.progress.setValue(progress.step)
+        self.plot.add("train loss", progress.step, progress.train_loss)
+        text = f"epoch {progress.epoch}/{progress.epochs}, step {progress.step}, loss {progress.train_loss:.4f}"
+        if progress.epoch_end:
+            self.plot.add("val loss", progress.step, progress.val_loss)
+            self.plot.add("val Dice", progress.step, progress.val_score)
+        if progress.best_score is not None and self.trainer is not None and self.trainer.val_pairs:
+            text += f", best validation Dice {progress.best_score:.3f}"
+        self.status.setText(f"{text} ({progress.seconds:.0f} s)")
+
+    def _show_preview(self, preview: Preview) -> None:
+        layer = self.rows[0].image.layer()
+        name = f"{layer.name} U-Net preview" if layer is not None else "U-Net preview"
+        existing = next((lyr for lyr in self.viewer.layers if lyr.name == name), None)
+        if existing is not None:
+            existing.data = preview.labels
+        else:
+            transform = (
+                spatial_transform(layer, guess_channel_axis(layer)) if layer is not None else {}
+            )
+            dims = preview.labels.ndim
+            transform = {k: v[-dims:] for k, v in transform.items()}
+            self.viewer.add_labels(preview.labels, name=name, opacity=0.5, **transform)
+
+    def _failed(self, error: BaseException) -> None:
+        self.last_message = notify_error(error)
+        self.status.setText(self.last_message)
+
+    def _finished(self) -> None:
+        self._set_running(False)
+        if self.trainer is not None and self.trainer.state.step > 0:
+            self.session.set_trained(self.trainer.model_file())
+            self.segment_button.setEnabled(True)
+            best = self.trainer.state.best_score
+            done = f"trained {self.trainer.state.step} steps"
+            if best is not None and self.trainer.val_pairs:
+                done += f", best validation Dice {best:.3f}"
+            self.last_message = done + "; the model is selected in Segment"
+            self.status.setText(self.last_message)
+
+    def _set_running(self, running: bool) -> None:
+        self.train_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        self.resume_button.setEnabled(not running and self.trainer is not None)
+        self.save_button.setEnabled(not running and self.trainer is not None)
+        self.segment_button.setEnabled(not running and self.session.trained is not None)
+
+    # ------------------------------------------------------------ saving
+
+    def save_to(self, path: str) -> None:
+        """Save the best model so far, with what resuming needs (atomic write)."""
+        if self.trainer is None:
+            raise UserInputError("nothing to save: train a model first")
+        save_model(self.trainer.model_file(), path)
+        self.last_message = f"model saved to {path}"
+        self.status.setText(self.last_message)
+
+    def _save_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save the model", "unet-model.pt", "Model files (*.pt)"
+        )
+        if path:
+            try:
+                self.save_to(path)
+            except Exception as err:
+                self.last_message = notify_error(err)

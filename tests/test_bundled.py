@@ -1,0 +1,37 @@
+"""The bundled model and sample: what the README's first command runs."""
+
+import numpy as np
+import tifffile
+
+from napari_unet.cli import main
+from napari_unet.core import Segmenter, bundled_models, load_model
+
+
+def test_nuclei_model_is_bundled_small_and_safe():
+    models = bundled_models()
+    assert "nuclei" in models
+    assert models["nuclei"].stat().st_size < 8e6
+    model = load_model("nuclei")
+    assert model.training_state is None and model.config.in_channels == 1
+    assert model.preprocessing.channel_mode == "gray"  # colour images work too
+    assert models["nuclei"].with_suffix(".md").is_file(), "every bundled model has a model card"
+
+
+def test_demo_segments_the_sample_well(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "found" in out and "Dice" in out
+    labels = tifffile.imread(tmp_path / "nuclei_labels.tif")
+    assert labels.shape == (520, 696) and labels.max() > 100  # 168 nuclei in the ground truth
+    dice = float(out.split("foreground Dice ")[1].split(",")[0])
+    assert dice > 0.85
+
+
+def test_colour_input_runs_through_the_gray_model():
+    rgb = np.random.default_rng(0).integers(0, 255, (64, 80, 3)).astype(np.uint8)
+    assert Segmenter("nuclei", device="cpu").predict(rgb).labels.shape == (64, 80)
+
+
+def test_info_lists_bundled_models(capsys):
+    assert main(["info"]) == 0
+    assert capsys.readouterr().out.startswith("nuclei")
