@@ -25,13 +25,12 @@ def dock(make_napari_viewer):
     return widget
 
 
-def _wait(qtbot, worker, timeout=120_000):
-    """Wait until a worker has finished (its finished signal reaches the main thread only
-    while the event loop runs, so connecting after start() cannot miss it)."""
+def _wait(qtbot, panel, worker, timeout=120_000):
+    """Wait until the panel's job has finished. The panel clears ``busy`` in the finished
+    handler it connected when creating the worker; connecting here could miss a job that
+    ends before this line runs."""
     assert worker is not None, "the job did not start"
-    done = []
-    worker.finished.connect(lambda: done.append(True))
-    qtbot.waitUntil(lambda: bool(done), timeout=timeout)
+    qtbot.waitUntil(lambda: not panel.busy, timeout=timeout)
 
 
 def _messages():
@@ -50,27 +49,33 @@ def _tiny_training(train, *, epochs=3, steps=4):
     train.val_fraction.setValue(0)
 
 
+def test_default_settings_make_a_valid_training_config(dock):
+    config = dock.train._config()
+    assert config.learning_rate == pytest.approx(1e-3)
+    assert config.epochs >= 1 and config.max_minutes is None and config.augment
+
+
 def test_segment_the_sample_writes_a_labels_layer_and_never_overwrites_edits(dock, qtbot):
     viewer = dock.viewer
     viewer.open_sample("napari-unet-torch", "nuclei")
     seg = dock.segment
     seg.image.select(viewer.layers["nuclei"])
     seg.model.setCurrentText("nuclei")
-    _wait(qtbot, seg.segment())
+    _wait(qtbot, seg, seg.segment())
     layer = viewer.layers["nuclei U-Net"]
     assert isinstance(layer, napari.layers.Labels) and layer.data.shape == (520, 696)
     assert layer.data.max() > 100  # instances: the sample has 168 nuclei
     assert "objects" in seg.last_message and "cpu" in seg.last_message
 
     # Unedited: re-segmenting replaces the layer in place.
-    _wait(qtbot, seg.segment())
+    _wait(qtbot, seg, seg.segment())
     assert len([lyr for lyr in viewer.layers if lyr.name.startswith("nuclei U-Net")]) == 1
 
     # Edited by the user: re-segmenting writes a new layer and leaves the edits alone.
     edited = layer.data.copy()
     edited[:50, :50] = 999
     layer.data = edited
-    _wait(qtbot, seg.segment())
+    _wait(qtbot, seg, seg.segment())
     assert "nuclei U-Net (2)" in viewer.layers
     assert (viewer.layers["nuclei U-Net"].data[:50, :50] == 999).all()
 
@@ -84,7 +89,7 @@ def test_segment_only_the_current_slice_of_a_stack(dock, qtbot):
     seg.image.select(viewer.layers["stack"])
     seg.model.setCurrentText("nuclei")
     seg.current_only.setChecked(True)
-    _wait(qtbot, seg.segment())
+    _wait(qtbot, seg, seg.segment())
     labels = viewer.layers["stack U-Net"].data
     assert labels.shape == stack.shape
     assert labels[1].any() and not labels[0].any() and not labels[2].any()
@@ -98,7 +103,7 @@ def test_correct_then_train_then_segment_again(dock, qtbot):
     seg.image.select(viewer.layers["cells"])
     seg.model.setCurrentText("nuclei")
     seg.output.setCurrentIndex(1)  # semantic
-    _wait(qtbot, seg.segment())
+    _wait(qtbot, seg, seg.segment())
     predicted = viewer.layers["cells U-Net"]
     before = predicted.data.copy()
 
@@ -108,7 +113,7 @@ def test_correct_then_train_then_segment_again(dock, qtbot):
     row.image.select(viewer.layers["cells"])
     row.labels.select(predicted)
     _tiny_training(train, epochs=8, steps=6)
-    _wait(qtbot, train.start())
+    _wait(qtbot, train, train.start())
     losses = [p.train_loss for p in train.history if p.epoch_end]
     assert len(losses) == 8 and losses[-1] < 0.7 * losses[0]
     assert dock.session.trained is not None
@@ -116,7 +121,7 @@ def test_correct_then_train_then_segment_again(dock, qtbot):
     assert train.plot.points["train loss"]
 
     # One click: segment with the new model; the result differs from the bundled model's.
-    _wait(qtbot, dock.segment_with_trained(viewer.layers["cells"]))
+    _wait(qtbot, dock.segment, dock.segment_with_trained(viewer.layers["cells"]))
     again = viewer.layers["cells U-Net (2)"].data  # the corrected layer was kept
     assert not np.array_equal(again, before)
     dice = MetricAccumulator(2).add((again > 0).astype(int), (truth > 0).astype(int))["1"]["dice"]
@@ -139,7 +144,7 @@ def test_scribbles_train_from_nothing_with_live_preview(dock, qtbot):
     _tiny_training(train, epochs=2, steps=4)
     train.preview.setChecked(True)
     train.preview_every.setValue(4)
-    _wait(qtbot, train.start())
+    _wait(qtbot, train, train.start())
     preview = viewer.layers["cells U-Net preview"]
     assert preview.data.shape == (96, 96)
 
@@ -156,7 +161,7 @@ def test_stop_keeps_a_usable_model_and_resume_continues(dock, qtbot, tmp_path):
     worker = train.start()
     qtbot.waitUntil(lambda: len(train.history) >= 3, timeout=60_000)
     train.stop()
-    _wait(qtbot, worker)
+    _wait(qtbot, train, worker)
     stopped_at = train.trainer.state.step
     assert 3 <= stopped_at < 5000
     assert dock.session.trained is not None and train.resume_button.isEnabled()
@@ -169,7 +174,7 @@ def test_stop_keeps_a_usable_model_and_resume_continues(dock, qtbot, tmp_path):
     worker = train.resume()
     qtbot.waitUntil(lambda: train.trainer.state.step >= stopped_at + 2, timeout=60_000)
     train.stop()
-    _wait(qtbot, worker)
+    _wait(qtbot, train, worker)
     assert train.history[-1].step > stopped_at
 
 
@@ -185,10 +190,10 @@ def test_bad_inputs_become_notifications_and_the_widget_stays_usable(dock, qtbot
     _tiny_training(train)
 
     row.labels.select(viewer.layers["empty"])
-    _wait(qtbot, train.start())
+    _wait(qtbot, train, train.start())
     assert "is empty: paint some labels first" in train.last_message
     row.labels.select(viewer.layers["wrong shape"])
-    _wait(qtbot, train.start())
+    _wait(qtbot, train, train.start())
     assert "must match pixel for pixel" in train.last_message
     assert train.train_button.isEnabled()
     assert any("paint some labels first" in m for m in _messages())
@@ -226,7 +231,7 @@ def test_training_keeps_napari_responsive(dock, qtbot):
     timer.timeout.connect(tick)
     timer.start(5)
     worker = train.start()
-    _wait(qtbot, worker)
+    _wait(qtbot, train, worker)
     timer.stop()
     assert len(train.history) == 20
     # The largest pause of the Qt event loop while training (the GUI target is 200 ms; the test

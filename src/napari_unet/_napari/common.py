@@ -19,6 +19,9 @@ class LayerCombo(QComboBox):
         super().__init__(parent)
         self.viewer = viewer
         self.layer_type = layer_type
+        # Long layer names must not widen the dock and squeeze the canvas.
+        self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(8)
         viewer.layers.events.inserted.connect(self._on_inserted)
         viewer.layers.events.removed.connect(self.refresh)
         for layer in viewer.layers:

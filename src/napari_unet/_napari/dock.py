@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
+from ..core.devices import warm_up
 from .segment_panel import SegmentPanel
 from .session import TRAINED, Session
 from .train_panel import TrainPanel
@@ -24,11 +27,23 @@ class UNetWidget(QWidget):
         for panel, title in ((self.segment, "Segment"), (self.train, "Train")):
             scroll = QScrollArea(self)
             scroll.setWidgetResizable(True)
+            scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+            # As wide as the panel needs (plus a vertical scrollbar), never clipped.
+            scroll.setMinimumWidth(panel.minimumSizeHint().width() + 40)
             scroll.setWidget(panel)
             self.tabs.addTab(scroll, title)
         self.train.segment_requested.connect(self.segment_with_trained)
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs)
+        # Pay torch's one-off start-up costs (the optimiser's first use imports torch._dynamo:
+        # 800 modules, stalling the GUI thread 100-200 ms) off the GUI thread and not at the
+        # first Train. Started once the dock is drawn: overlapping its construction, the import
+        # locks would make the GUI wait far longer.
+        QTimer.singleShot(1500, self._warm_up)
+
+    @staticmethod
+    def _warm_up() -> None:
+        threading.Thread(target=warm_up, name="napari-unet warm-up", daemon=True).start()
 
     def segment_with_trained(self, image_layer: Any = None) -> Any:
         """Switch to Segment and run the model just trained on ``image_layer``."""

@@ -63,6 +63,7 @@ class SegmentPanel(QWidget):
         self.viewer = viewer
         self.session = session
         self.worker = None
+        self.busy = False  # True from Segment until the job's finished signal
         self.last_message = ""
         self._files: dict[str, ModelFile] = {}
         self._cache: dict[str, Any] = {}
@@ -214,6 +215,7 @@ class SegmentPanel(QWidget):
         except Exception as err:
             self.last_message = notify_error(err)
             return None
+        self.busy = True
         self.run_button.setEnabled(False)
         self.progress.setValue(0)
         self.status.setText(f"segmenting {layer.name}…")
@@ -231,11 +233,15 @@ class SegmentPanel(QWidget):
                     result, layer, channel_axis, index, output, model
                 ),
                 "errored": self._failed,
-                "finished": lambda: self.run_button.setEnabled(True),
+                "finished": self._done,
             },
         )
         self.worker = worker
         return worker
+
+    def _done(self) -> None:
+        self.busy = False
+        self.run_button.setEnabled(True)
 
     def _failed(self, error: BaseException) -> None:
         self.last_message = notify_error(error)

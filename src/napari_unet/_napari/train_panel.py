@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -52,10 +53,11 @@ from .loss_plot import LossPlot
 from .session import TRAINED, Session
 
 NEW_MODEL = "new model"
-LABEL_KINDS = {
-    "dense (corrected prediction, 0 = background)": "dense",
-    "scribbles (0 = unlabelled, 1 = background, 2 = object)": "scribbles",
-}
+LABEL_KINDS = {"dense": "dense", "scribbles": "scribbles"}
+LABEL_KIND_HELP = (
+    "dense: every pixel is labelled (e.g. a corrected prediction); 0 = background.\n"
+    "scribbles: only painted pixels count; 0 = not annotated, 1 = background, 2 = object."
+)
 
 
 @dataclasses.dataclass
@@ -77,6 +79,7 @@ class PairRow(QWidget):
         self.labels = LayerCombo(viewer, napari.layers.Labels, self)
         self.kind = QComboBox(self)
         self.kind.addItems(LABEL_KINDS)
+        self.kind.setToolTip(LABEL_KIND_HELP)
         self.remove = QPushButton("✕", self)
         self.remove.setToolTip("remove this pair")
         self.remove.setMaximumWidth(28)
@@ -180,7 +183,8 @@ class TrainPanel(QWidget):
         self.pairs_box = QVBoxLayout()
         add_pair = QPushButton("Add pair", self)
         add_pair.clicked.connect(self.add_row)
-        data_box = QGroupBox("Training data: image, labels, kind of labels", self)
+        data_box = QGroupBox("Training data: image, labels, kind", self)
+        data_box.setToolTip(LABEL_KIND_HELP)
         data_layout = QVBoxLayout(data_box)
         data_layout.addLayout(self.pairs_box)
         data_layout.addWidget(add_pair)
@@ -195,9 +199,11 @@ class TrainPanel(QWidget):
         self.minutes = QDoubleSpinBox(self, minimum=0, maximum=10000, value=0, decimals=1)
         self.minutes.setSpecialValueText("no limit")
         self.steps = QSpinBox(self, minimum=1, maximum=10000, value=20)
-        self.lr = QDoubleSpinBox(
-            self, minimum=1e-6, maximum=1.0, value=1e-3, decimals=5, singleStep=1e-4
-        )
+        # Decimals first: a value set before them is rounded to the default 2 decimals (0.00).
+        self.lr = QDoubleSpinBox(self, decimals=5)
+        self.lr.setRange(1e-5, 1.0)
+        self.lr.setSingleStep(1e-4)
+        self.lr.setValue(1e-3)
         self.patch = QSpinBox(self, minimum=16, maximum=1024, singleStep=16, value=128)
         self.batch = QSpinBox(self, minimum=1, maximum=256, value=8)
         self.val_fraction = QDoubleSpinBox(self, minimum=0, maximum=0.9, value=0.2, singleStep=0.05)
@@ -210,12 +216,18 @@ class TrainPanel(QWidget):
         preview_row.addWidget(self.preview)
         preview_row.addWidget(self.preview_every)
 
+        new_box = QGroupBox("New model (when starting from scratch)", self)
+        new_form = QFormLayout(new_box)
+        new_form.addRow("dimensions", self.dims)
+        new_form.addRow("depth", self.depth)
+        new_form.addRow("base features", self.base)
+        new_form.addRow("classes", self.classes)
+        self.start_from.currentTextChanged.connect(
+            lambda text: new_box.setEnabled(text == NEW_MODEL)
+        )
         form = QFormLayout()
         form.addRow("start from", self.start_from)
-        form.addRow("new model: dims", self.dims)
-        form.addRow("new model: depth", self.depth)
-        form.addRow("new model: base features", self.base)
-        form.addRow("new model: classes", self.classes)
+        form.addRow(new_box)
         form.addRow("epochs", self.epochs)
         form.addRow("time budget (min)", self.minutes)
         form.addRow("steps per epoch", self.steps)
@@ -239,9 +251,12 @@ class TrainPanel(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.resume_button.clicked.connect(self.resume)
         self.save_button.clicked.connect(self._save_dialog)
-        buttons = QHBoxLayout()
-        for b in (self.train_button, self.stop_button, self.resume_button, self.save_button):
-            buttons.addWidget(b)
+        buttons = QGridLayout()
+        buttons.addWidget(self.train_button, 0, 0)
+        buttons.addWidget(self.stop_button, 0, 1)
+        buttons.addWidget(self.resume_button, 0, 2)
+        buttons.addWidget(self.save_button, 1, 0)
+        buttons.addWidget(self.segment_button, 1, 1, 1, 2)
         self.progress = QProgressBar(self)
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
@@ -251,7 +266,6 @@ class TrainPanel(QWidget):
         layout.addWidget(data_box)
         layout.addLayout(form)
         layout.addLayout(buttons)
-        layout.addWidget(self.segment_button)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.plot)
@@ -447,7 +461,8 @@ class TrainPanel(QWidget):
     def _finished(self) -> None:
         self._set_running(False)
         if self.trainer is not None and self.trainer.state.step > 0:
-            self.session.set_trained(self.trainer.model_file())
+            # Segment needs the weights only; resuming keeps using self.trainer.
+            self.session.set_trained(self.trainer.model_file(include_training_state=False))
             self.segment_button.setEnabled(True)
             best = self.trainer.state.best_score
             done = f"trained {self.trainer.state.step} steps"
@@ -457,6 +472,7 @@ class TrainPanel(QWidget):
             self.status.setText(self.last_message)
 
     def _set_running(self, running: bool) -> None:
+        self.busy = running
         self.train_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         self.resume_button.setEnabled(not running and self.trainer is not None)

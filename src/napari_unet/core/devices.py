@@ -72,3 +72,17 @@ def autocast(device: torch.device, precision: str = "auto") -> AbstractContextMa
     if dtype is None:
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def warm_up() -> None:
+    """Load torch's lazily imported parts and initialise its CPU kernels once.
+
+    The first optimiser torch creates imports ``torch._dynamo`` (over a second on a laptop,
+    holding the GIL for stretches of 100 ms and more), and the first convolution initialises
+    its kernels. Doing this early, in a background thread, keeps both out of the first training
+    step, where they would stall a GUI waiting for the GIL.
+    """
+    net = torch.nn.Conv2d(1, 2, 3)
+    optimizer = torch.optim.AdamW(net.parameters())
+    net(torch.zeros(1, 1, 8, 8)).sum().backward()
+    optimizer.step()

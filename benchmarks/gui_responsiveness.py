@@ -1,0 +1,144 @@
+"""How responsive napari stays while the Train panel trains (the target: no Qt event-loop
+pause longer than 200 ms).
+
+    xvfb-run -a python benchmarks/gui_responsiveness.py [--steps 60]
+
+A 5 ms QTimer runs in the GUI thread and records the gaps between its ticks, in three
+situations side by side: napari idle; the Train panel training a small U-Net (depth 4, 16 base
+features, 8 patches of 128 x 128 per step, on the nuclei sample) in its background worker; and
+the same training run directly in the GUI thread, as a plugin without a worker would do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QApplication
+
+import napari
+
+
+class GapRecorder:
+    def __init__(self) -> None:
+        self.gaps: list[float] = []
+        self.timer = QTimer()
+        self.timer.timeout.connect(self._tick)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self.last)
+        self.times.append(now - self.t0)
+        self.last = now
+
+    def start(self) -> None:
+        self.gaps.clear()
+        self.times: list[float] = []
+        self.last = self.t0 = time.perf_counter()
+        self.timer.start(5)
+
+    def stop(self) -> np.ndarray:
+        self.timer.stop()
+        if self.gaps:
+            worst = int(np.argmax(self.gaps))
+            self.worst_at = self.times[worst]
+        return np.array(self.gaps) * 1000
+
+
+def spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        QApplication.processEvents()
+        time.sleep(0.001)
+
+
+def configure(train, steps: int) -> None:
+    train.start_from.setCurrentText("new model")
+    train.depth.setValue(4)
+    train.base.setValue(16)
+    train.epochs.setValue(1)
+    train.steps.setValue(steps)
+    train.patch.setValue(128)
+    train.batch.setValue(8)
+    train.val_fraction.setValue(0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=60)
+    args = parser.parse_args()
+    viewer = napari.Viewer(show=True)
+    viewer.open_sample("napari-unet-torch", "nuclei")
+    recorder = GapRecorder()
+    rows = []
+    recorder.start()
+    _, dock = viewer.window.add_plugin_dock_widget("napari-unet-torch", "U-Net")
+    spin(4.0)  # the dock warms torch up in a background thread meanwhile
+    rows.append(("opening the dock (+4 s)", recorder.stop(), 4.0, 0))
+    train = dock.train
+    train.rows[0].image.select(viewer.layers["nuclei"])
+    train.rows[0].labels.select(viewer.layers["nuclei ground truth"])
+    configure(train, args.steps)
+
+    recorder.start()
+    spin(3.0)
+    rows.append(("idle napari", recorder.stop(), 3.0, 0))
+
+    recorder.start()
+    started = time.perf_counter()
+    train.start()
+    while train.busy:
+        QApplication.processEvents()
+        time.sleep(0.001)
+    if train.trainer is None:
+        raise SystemExit(f"training did not run: {train.last_message}")
+    rows.append(
+        (
+            "Train panel (worker)",
+            recorder.stop(),
+            time.perf_counter() - started,
+            train.trainer.state.step,
+        )
+    )
+    long_pauses = [
+        (round(t, 2), round(g * 1000))
+        for t, g in zip(recorder.times, recorder.gaps, strict=True)
+        if g > 0.1
+    ]
+
+    # The same work in the GUI thread: the timer cannot tick while a step runs.
+    trainer = train._make_trainer_factory()()
+    recorder.start()
+    started = time.perf_counter()
+    for _progress in trainer.train():
+        QApplication.processEvents()
+    rows.append(
+        (
+            "same training, GUI thread",
+            recorder.stop(),
+            time.perf_counter() - started,
+            trainer.state.step,
+        )
+    )
+    viewer.close()
+
+    import torch
+
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.steps} steps of 8 x 128^2 patches"
+    )
+    print(
+        f"{'situation':<28} {'steps':>5} {'seconds':>8} {'ticks':>6} {'median ms':>10} {'p99 ms':>8} {'max gap ms':>11}"
+    )
+    for name, gaps, seconds, steps in rows:
+        print(
+            f"{name:<28} {steps:>5} {seconds:>8.1f} {len(gaps):>6} {np.median(gaps):>10.1f} "
+            f"{np.percentile(gaps, 99):>8.1f} {gaps.max():>11.1f}"
+        )
+    print(f"worker run, pauses over 100 ms as (seconds after Train, ms): {long_pauses}")
+
+
+if __name__ == "__main__":
+    main()
