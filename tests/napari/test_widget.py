@@ -165,6 +165,8 @@ def test_stop_keeps_a_usable_model_and_resume_continues(dock, qtbot, tmp_path):
     stopped_at = train.trainer.state.step
     assert 3 <= stopped_at < 5000
     assert dock.session.trained is not None and train.resume_button.isEnabled()
+    _wait(qtbot, dock.segment, dock.segment_with_trained(viewer.layers["cells"]))
+    assert viewer.layers["cells U-Net"].data.shape == image.shape  # the stopped model works
 
     train.save_to(str(tmp_path / "stopped.pt"))
     from napari_unet.core import load_model
