@@ -247,3 +247,71 @@ def test_console_script_exit_status_and_single_line(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
+
+
+def test_multiclass_model_fine_tunes_without_repeating_classes(tmp_path, capsys):
+    for sub in ("images", "labels"):
+        (tmp_path / sub).mkdir()
+    image, labels = disks_image()
+    tifffile.imwrite(tmp_path / "images" / "a.tif", image)
+    tifffile.imwrite(
+        tmp_path / "labels" / "a.tif", (labels % 3).astype(np.uint8)
+    )  # classes 0, 1, 2
+    data = ["--images", str(tmp_path / "images"), "--labels", str(tmp_path / "labels")]
+    assert (
+        main(
+            [
+                "train",
+                *data,
+                "--classes",
+                "3",
+                "--out",
+                str(tmp_path / "m.pt"),
+                "--epochs",
+                "1",
+                "--steps-per-epoch",
+                "2",
+                "--val-fraction",
+                "0",
+                *TINY,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                *data,
+                "--from",
+                str(tmp_path / "m.pt"),
+                "--out",
+                str(tmp_path / "t.pt"),
+                "--epochs",
+                "1",
+                "--steps-per-epoch",
+                "2",
+                "--val-fraction",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                *data,
+                "--from",
+                str(tmp_path / "m.pt"),
+                "--classes",
+                "2",
+                "--out",
+                str(tmp_path / "u.pt"),
+                "--epochs",
+                "1",
+            ]
+        )
+        == 2
+    )
+    assert "the model has 3 classes but --classes 2" in _error_line(capsys)

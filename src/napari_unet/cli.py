@@ -76,7 +76,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="dense: 0 = background; scribbles: 0 = unlabelled, 1 = background, 2.. = classes",
     )
     p.add_argument(
-        "--classes", type=int, default=2, help="number of classes including background (default 2)"
+        "--classes",
+        type=int,
+        help="number of classes including background (default: the model's with --from/--resume, else 2)",
     )
     p.add_argument(
         "--ignore-value", type=int, help="label value marking unannotated pixels (dense mode)"
@@ -175,7 +177,7 @@ def _run_train(args: argparse.Namespace) -> int:
             base.config.in_channels,
         )
         classes = max(2, base.config.out_channels)
-        if args.classes not in (2, classes) or (classes > 2 and args.classes != classes):
+        if args.classes is not None and args.classes != classes:
             raise UserInputError(
                 f"the model has {classes} classes but --classes {args.classes} was given"
             )
@@ -184,6 +186,7 @@ def _run_train(args: argparse.Namespace) -> int:
         dims = 3 if args.three_d else 2
         preprocessing = Preprocessing(channel_mode="gray" if args.gray else "as_is")
         in_channels = None
+        args.classes = args.classes or 2
     pairs = _load_pairs(args.images, args.labels, args, dims, preprocessing, in_channels)
     val_pairs = None
     if args.val_images:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import torch
 
 from .. import __version__
 from .errors import ModelFileError, UserInputError
-from .io import default_permissions
+from .io import atomic_write
 from .model import UNet, UNetConfig
 from .normalize import Preprocessing
 
@@ -124,18 +123,7 @@ def save_model(
     payload = _to_payload(model, half)
     if not include_training_state:
         payload["training_state"] = None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        default_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def bundled_models() -> dict[str, Path]:

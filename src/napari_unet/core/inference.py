@@ -86,34 +86,23 @@ class Segmenter:
             config.in_channels,
             channel_axis,
         )
+        tiling = {
+            "tile_size": tile_size,
+            "halo": halo,
+            "batch_size": batch_size,
+            "device": self.device,
+            "precision": self.precision,
+        }
         prob = None
         if output == "probabilities" or keep_probabilities:
             prob = np.zeros((config.out_channels, *source.shape), np.float32)
-            yield from predict_tiled(
-                self.net,
-                source,
-                prob,
-                tile_size=tile_size,
-                halo=halo,
-                batch_size=batch_size,
-                device=self.device,
-                precision=self.precision,
-            )
+            yield from predict_tiled(self.net, source, prob, **tiling)
             labels = probabilities_to_labels(prob, threshold)
         else:
             # Labels straight from each tile: no full-size probability array in memory.
             labels = np.zeros(source.shape, np.uint8 if config.out_channels <= 256 else np.uint16)
             yield from predict_tiled(
-                self.net,
-                source,
-                labels,
-                tile_size=tile_size,
-                halo=halo,
-                batch_size=batch_size,
-                device=self.device,
-                precision=self.precision,
-                output="labels",
-                threshold=threshold,
+                self.net, source, labels, output="labels", threshold=threshold, **tiling
             )
         if output == "instances":
             labels = instances_from_foreground(labels > 0, min_size)

@@ -74,29 +74,40 @@ def default_permissions(path: str | os.PathLike) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, flush it to disk, then rename
+    it over ``path``: readers see the old file or the new one, never half of one. On any
+    failure (Ctrl-C included) the temporary file is removed and ``path`` is untouched."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent
+    )
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        default_permissions(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_image(path: str | os.PathLike, data: np.ndarray, *, overwrite: bool = False) -> Path:
     """Write a TIFF (zlib-compressed) or PNG atomically; refuse to replace a file unless asked."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise UserInputError(f"{path} already exists; pass --overwrite to replace it")
-    suffix = path.suffix.lower()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        if suffix in (".tif", ".tiff"):
-            import tifffile
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
 
-            tifffile.imwrite(tmp, data, compression="zlib")
-        else:
-            import imageio.v3 as iio
+        return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, data, compression="zlib"))
+    import imageio.v3 as iio
 
-            iio.imwrite(tmp, data)
-        default_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: iio.imwrite(tmp, data))
 
 
 def list_images(folder_or_files: list[str | os.PathLike] | str | os.PathLike) -> list[Path]:
