@@ -315,3 +315,66 @@ def test_multiclass_model_fine_tunes_without_repeating_classes(tmp_path, capsys)
         == 2
     )
     assert "the model has 3 classes but --classes 2" in _error_line(capsys)
+
+
+def test_instance_model_from_the_command_line(dataset, capsys):
+    out = dataset / "inst.pt"
+    data = ["--images", str(dataset / "train/images"), "--labels", str(dataset / "train/labels")]
+    assert (
+        main(
+            [
+                "train",
+                *data,
+                "--instances",
+                "--out",
+                str(out),
+                "--epochs",
+                "2",
+                "--steps-per-epoch",
+                "3",
+                *TINY,
+            ]
+        )
+        == 0
+    )
+    assert "val F1@0.5" in capsys.readouterr().out
+    assert main(["info", str(out)]) == 0
+    assert "instances (boundary width 2" in capsys.readouterr().out
+    pred = dataset / "objects"
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(out),
+                str(dataset / "val/images"),
+                "--out",
+                str(pred),
+                "--output",
+                "instances",
+                "--seed-threshold",
+                "0.4",
+            ]
+        )
+        == 0
+    )
+    report = dataset / "objects.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--instances",
+                "--pred",
+                str(pred),
+                "--truth",
+                str(dataset / "val/labels"),
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    table = capsys.readouterr().out
+    assert "panoptic_quality" in table and "0.90" in table
+    pooled = json.loads(report.read_text())["pooled"]["0.5"]
+    assert pooled["tp"] + pooled["fn"] == 8  # the validation image holds 8 objects

@@ -84,6 +84,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--ignore-value", type=int, help="label value marking unannotated pixels (dense mode)"
     )
     p.add_argument(
+        "--instances",
+        action="store_true",
+        help="instance model: labels hold one value per object; it predicts background, interior "
+        "and boundary, and splits touching objects",
+    )
+    p.add_argument(
+        "--boundary-width",
+        type=int,
+        default=2,
+        help="object rim, in pixels, taught as boundary (default 2)",
+    )
+    p.add_argument(
         "--3d", dest="three_d", action="store_true", help="images are 3D stacks (Z, Y, X)"
     )
     p.add_argument(
@@ -140,6 +152,7 @@ def _load_pairs(
                 ignore_value=args.ignore_value,
                 channel_axis=args.channel_axis,
                 name=pair.image.name,
+                task=args.task,
             )
         )
         in_channels = pairs[0].image.shape[0]
@@ -182,11 +195,20 @@ def _run_train(args: argparse.Namespace) -> int:
                 f"the model has {classes} classes but --classes {args.classes} was given"
             )
         args.classes = classes
+        args.task = base.task
     else:
         dims = 3 if args.three_d else 2
         preprocessing = Preprocessing(channel_mode="gray" if args.gray else "as_is")
         in_channels = None
         args.classes = args.classes or 2
+        args.task = {"kind": "semantic"}
+        if args.instances:
+            if args.classes not in (2, 3):
+                raise UserInputError(
+                    "--instances trains a 3-class model (background, interior, boundary); drop --classes"
+                )
+            args.classes = 3
+            args.task = {"kind": "instances", "boundary_width": args.boundary_width}
     pairs = _load_pairs(args.images, args.labels, args, dims, preprocessing, in_channels)
     val_pairs = None
     if args.val_images:
@@ -242,7 +264,9 @@ def _run_train(args: argparse.Namespace) -> int:
             upsample=args.upsample,
             dropout=args.dropout,
         )
-        trainer = Trainer(pairs, net, config, preprocessing=preprocessing, val_pairs=val_pairs)
+        trainer = Trainer(
+            pairs, net, config, preprocessing=preprocessing, val_pairs=val_pairs, task=args.task
+        )
 
     print(
         f"training on {len(trainer.train_pairs)} image(s), validating on {len(trainer.val_pairs)}; "
@@ -272,13 +296,13 @@ def _run_train(args: argparse.Namespace) -> int:
             bar.update(1)
             postfix = {"loss": f"{progress.train_loss:.4f}"}
             if progress.best_score is not None and trainer.val_pairs:
-                postfix["best_dice"] = f"{progress.best_score:.4f}"
+                postfix["best"] = f"{progress.best_score:.4f}"
             bar.set_postfix(postfix, refresh=False)
             if progress.epoch_end:
                 save()
                 bar.write(
                     f"epoch {progress.epoch}: loss {progress.train_loss:.4f}, val loss {_fmt(progress.val_loss)}, "
-                    f"val Dice {_fmt(progress.val_score)}{'  (best, saved)' if progress.improved else ''}"
+                    f"val {trainer.score_name} {_fmt(progress.val_score)}{'  (best, saved)' if progress.improved else ''}"
                 )
     except KeyboardInterrupt:
         interrupted = True
@@ -289,7 +313,7 @@ def _run_train(args: argparse.Namespace) -> int:
     best = trainer.state.best_score
     print(
         f"{'stopped' if interrupted else 'done'} after {trainer.state.step} steps, {trainer.state.seconds:.0f} s; "
-        f"best validation Dice {_fmt(best) if trainer.val_pairs else '- (no validation data)'}; model saved to {out}",
+        f"best validation {trainer.score_name} {_fmt(best) if trainer.val_pairs else '- (no validation data)'}; model saved to {out}",
         file=sys.stderr,
     )
     return EXIT_INTERRUPTED if interrupted else 0
@@ -326,6 +350,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--min-size", type=int, default=0, help="smallest object kept in instance output, in pixels"
+    )
+    p.add_argument(
+        "--seed-threshold",
+        type=float,
+        default=0.5,
+        help="interior probability that seeds an object (instance models; lower finds more objects)",
     )
     p.add_argument(
         "--channel-axis", type=int, help="axis of the images holding channels (default: guessed)"
@@ -393,6 +423,7 @@ def _run_predict(args: argparse.Namespace) -> int:
                     tile_size=args.tile_size,
                     batch_size=args.batch_size,
                     min_size=args.min_size,
+                    seed_threshold=args.seed_threshold,
                 )
             except UserInputError as err:
                 raise UserInputError(f"{f.name}: {err}") from err
@@ -440,6 +471,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--threshold", type=float, default=0.5, help="threshold for probability-only predictions"
+    )
+    p.add_argument(
+        "--instances",
+        action="store_true",
+        help="score objects instead of pixels: match predicted to true objects at IoU 0.5-0.9 "
+        "(precision, recall, F1, mean matched IoU, panoptic quality)",
     )
     p.add_argument("--csv", help="write per-image and pooled metrics to this CSV file")
     p.add_argument("--json", help="write per-image and pooled metrics to this JSON file")
@@ -489,6 +526,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     problem = io.unmatched_message(indexes, args.pattern)
     if problem:
         raise UserInputError(problem)
+    if args.instances:
+        if not labels:
+            raise UserInputError(
+                "object scores need label predictions (<name>_labels.tif), not probabilities"
+            )
+        return _evaluate_instances(truth, labels, args)
     acc = MetricAccumulator(max(2, args.classes))
     rows = []
     for key in sorted(truth):
@@ -547,6 +590,53 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_instances(
+    truth: dict[str, Path], labels: dict[str, Path], args: argparse.Namespace
+) -> int:
+    """Object matching per image (at IoU 0.5) and pooled at every threshold."""
+    from .core import UserInputError, io
+    from .core.data import check_labels
+    from .core.instances import InstanceAccumulator
+
+    acc = InstanceAccumulator()
+    rows = []
+    for key in sorted(truth):
+        gt = check_labels(io.read_labels(truth[key]), f"ground truth {key}")
+        pred = check_labels(io.read_labels(labels[key]), f"prediction {key}")
+        try:
+            report = acc.add(pred, gt)
+        except ValueError as err:
+            raise UserInputError(f"{key}: {err}") from err
+        rows += [{"image": key, "iou_threshold": t, **m} for t, m in report.items()]
+    pooled = acc.pooled()
+    names = ["precision", "recall", "f1", "mean_matched_iou", "panoptic_quality", "tp", "fp", "fn"]
+    width = max(len("image"), *(len(k) for k in truth))
+    print(f"{'image':<{width}}  " + "  ".join(f"{n + '@0.5':>20}" for n in names[:5]))
+    for r in rows:
+        if r["iou_threshold"] == 0.5:
+            print(f"{r['image']:<{width}}  " + "  ".join(f"{_fmt(r[n]):>20}" for n in names[:5]))
+    print(f"\npooled over {len(truth)} image(s)")
+    print("IoU threshold  " + "  ".join(f"{n:>16}" for n in names))
+    for t, m in pooled.items():
+        print(f"{t:>13.2f}  " + "  ".join(f"{_fmt(m[n]):>16}" for n in names))
+    if args.csv:
+        with open(args.csv, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["image", "iou_threshold", *names])
+            writer.writeheader()
+            writer.writerows(
+                rows + [{"image": "POOLED", "iou_threshold": t, **m} for t, m in pooled.items()]
+            )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {"images": rows, "pooled": {str(t): m for t, m in pooled.items()}},
+                indent=2,
+                default=float,
+            )
+        )
+    return 0
+
+
 # ---------------------------------------------------------------- info / import / demo
 
 
@@ -579,13 +669,19 @@ def describe_model(spec: str) -> str:
         f"input:          {c.in_channels} channel(s), {pp.channel_mode} channels, {pp.norm} normalisation"
         + (f" ({pp.low}-{pp.high} percentiles)" if pp.norm == "percentile" else ""),
         f"classes:        {', '.join(m.class_names)}",
+        "task:           "
+        + (
+            f"instances (boundary width {m.task.get('boundary_width')}; seeded watershed)"
+            if m.is_instance_model
+            else "semantic (class per pixel)"
+        ),
     ]
     for i, run in enumerate(m.history.get("runs", []), 1):
         cfg = run.get("config", {})
         lines.append(
             f"training run {i}: {run.get('steps')} steps, {run.get('seconds')} s on {run.get('device')}, "
             f"{len(run.get('train_images', []))} training / {len(run.get('val_images', []))} validation image(s), "
-            f"best validation score {_fmt(run.get('best_score'))}, lr {cfg.get('learning_rate')}, loss {cfg.get('loss')}, "
+            f"best validation {run.get('score', 'score')} {_fmt(run.get('best_score'))}, lr {cfg.get('learning_rate')}, loss {cfg.get('loss')}, "
             f"finished {run.get('finished')}"
         )
     if "imported_from" in m.history:

@@ -26,6 +26,7 @@ from .normalize import Preprocessing
 
 FORMAT_NAME = "napari-unet-model"
 FORMAT_VERSION = 1
+TASKS = ("semantic", "instances")
 _BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
@@ -41,6 +42,9 @@ class ModelFile:
     class_names : one name per output class ("background", "foreground", ...).
     history : summary of training (epochs, steps, seconds, best score, data, dates).
     description : free text shown by ``napari-unet info``.
+    task : {"kind": "semantic"} (a class per pixel) or {"kind": "instances",
+        "boundary_width": w} (background / interior / boundary, split into objects by a
+        seeded watershed; see :mod:`.instances`).
     training_state : what resuming needs (last weights, optimizer state, counters), or None.
     """
 
@@ -51,6 +55,11 @@ class ModelFile:
     history: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     training_state: dict[str, Any] | None = None
+    task: dict[str, Any] = field(default_factory=lambda: {"kind": "semantic"})
+
+    @property
+    def is_instance_model(self) -> bool:
+        return self.task.get("kind") == "instances"
 
     def build(self, device: torch.device | str = "cpu") -> UNet:
         """A network with these weights, in eval mode, on ``device``."""
@@ -99,6 +108,7 @@ def _to_payload(model: ModelFile, half: bool) -> dict[str, Any]:
         "class_names": list(model.class_names),
         "history": model.history,
         "description": model.description,
+        "task": dict(model.task),
         "weights": weights,
         "training_state": model.training_state,
     }
@@ -189,6 +199,11 @@ def load_model(spec: str | os.PathLike) -> ModelFile:
             f"{path} was written by a newer napari-unet (model format {version}; this version reads "
             f"up to {FORMAT_VERSION}): upgrade napari-unet-torch to use it"
         )
+    task = dict(data.get("task") or {"kind": "semantic"})
+    if task.get("kind") not in TASKS:
+        raise ModelFileError(
+            f"{path} has an unknown task {task.get('kind')!r}; this napari-unet knows {TASKS}"
+        )
     try:
         return ModelFile(
             config=UNetConfig.from_dict(data["config"]),
@@ -198,6 +213,7 @@ def load_model(spec: str | os.PathLike) -> ModelFile:
             history=dict(data.get("history") or {}),
             description=str(data.get("description") or ""),
             training_state=data.get("training_state"),
+            task=task,
         )
     except (KeyError, TypeError, UserInputError) as err:
         raise ModelFileError(

@@ -82,11 +82,13 @@ def labels_to_targets(
 
 @dataclass
 class TrainingPair:
-    """A normalised image (C, *spatial) float32 and its int16 targets (*spatial)."""
+    """A normalised image (C, *spatial) float32 and its int16 targets (*spatial); for
+    instance models also the object labels, which validation matches against."""
 
     image: np.ndarray
     targets: np.ndarray
     name: str = ""
+    instances: np.ndarray | None = None
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -105,8 +107,13 @@ def prepare_pair(
     ignore_value: int | None = None,
     channel_axis: int | None = None,
     name: str = "",
+    task: dict | None = None,
 ) -> TrainingPair:
-    """Check and convert one (image, labels) pair for training, with clear errors."""
+    """Check and convert one (image, labels) pair for training, with clear errors.
+
+    For an instance ``task`` ({"kind": "instances", "boundary_width": w}) dense labels must
+    be instance labels (one value per object); scribbled objects train the interior class.
+    """
     view = channels_first(image, spatial_dims, channel_axis)
     if in_channels is None:
         in_channels = model_channels(view.shape[0], preprocessing)
@@ -118,8 +125,35 @@ def prepare_pair(
         )
     source = ImageSource(view, spatial_dims, preprocessing, in_channels, channel_axis=0)
     prepared = source.read(tuple(slice(None) for _ in source.shape))
+    if task and task.get("kind") == "instances":
+        targets, instances = _instance_pair_targets(
+            labels, label_mode, ignore_value, task, f"labels{what}"
+        )
+        return TrainingPair(np.ascontiguousarray(prepared), targets, name, instances)
     targets = labels_to_targets(labels, num_classes, label_mode, ignore_value, name=f"labels{what}")
     return TrainingPair(np.ascontiguousarray(prepared), targets, name)
+
+
+def _instance_pair_targets(
+    labels: np.ndarray, mode: str, ignore_value: int | None, task: dict, name: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    from .instances import INTERIOR, instance_targets
+
+    labels = check_labels(labels, name)
+    if mode == "scribbles":
+        values = labels.astype(np.int64)
+        targets = np.where(values >= 2, INTERIOR, 0).astype(np.int16)
+        targets[values == 0] = IGNORE
+        return targets, None
+    objects = np.asarray(labels)
+    unannotated = None
+    if ignore_value is not None:
+        unannotated = objects == ignore_value
+        objects = np.where(unannotated, 0, objects)
+    targets = instance_targets(objects, int(task.get("boundary_width", 2)))
+    if unannotated is not None:
+        targets[unannotated] = IGNORE
+    return targets, objects
 
 
 def annotated_blocks(
@@ -185,6 +219,7 @@ def split_for_validation(
         pair.image[(slice(None), *val_index)].copy(),
         pair.targets[tuple(val_index)].copy(),
         pair.name + " (validation part)",
+        None if pair.instances is None else pair.instances[tuple(val_index)].copy(),
     )
     train_targets = pair.targets.copy()
     train_targets[tuple(val_index)] = IGNORE
@@ -192,7 +227,7 @@ def split_for_validation(
         raise UserInputError(
             "all annotations lie in the validation part; annotate more or set validation to 0"
         )
-    return [TrainingPair(pair.image, train_targets, pair.name)], [val]
+    return [TrainingPair(pair.image, train_targets, pair.name, pair.instances)], [val]
 
 
 @dataclass(frozen=True)

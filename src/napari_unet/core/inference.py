@@ -11,6 +11,7 @@ import torch
 from .checkpoint import ModelFile, load_model
 from .devices import describe_device, resolve_device
 from .errors import UserInputError
+from .instances import instances_from_probabilities
 from .normalize import ImageSource
 from .tiling import TileProgress, predict_tiled, probabilities_to_labels
 
@@ -74,6 +75,7 @@ class Segmenter:
         halo: int | str = "exact",
         batch_size: int = 4,
         min_size: int = 0,
+        seed_threshold: float = 0.5,
     ) -> Generator[TileProgress, None, Prediction]:
         """Like :meth:`predict`, but a generator yielding tile progress; returns the result."""
         if output not in OUTPUTS:
@@ -94,7 +96,8 @@ class Segmenter:
             "precision": self.precision,
         }
         prob = None
-        if output == "probabilities" or keep_probabilities:
+        # Instance models need all class probabilities for their watershed.
+        if output == "probabilities" or keep_probabilities or self.model_file.is_instance_model:
             prob = np.zeros((config.out_channels, *source.shape), np.float32)
             yield from predict_tiled(self.net, source, prob, **tiling)
             labels = probabilities_to_labels(prob, threshold)
@@ -104,7 +107,16 @@ class Segmenter:
             yield from predict_tiled(
                 self.net, source, labels, output="labels", threshold=threshold, **tiling
             )
-        if output == "instances":
+        if output == "instances" and self.model_file.is_instance_model:
+            labels = instances_from_probabilities(
+                prob,
+                foreground_threshold=threshold,
+                seed_threshold=seed_threshold,
+                min_size=min_size,
+            )
+            if not (keep_probabilities or output == "probabilities"):
+                prob = None
+        elif output == "instances":
             labels = instances_from_foreground(labels > 0, min_size)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -119,8 +131,11 @@ class Segmenter:
     ) -> Prediction:
         """Segment ``image`` (see :meth:`iter_predict` for options); ``progress`` sees each batch.
 
-        output : "semantic" (class per pixel), "instances" (connected components of the
-            foreground, at least ``min_size`` pixels) or "probabilities" (also keeps them).
+        output : "semantic" (class per pixel), "instances" (one label per object of at least
+            ``min_size`` pixels: seeded watershed for instance models, connected components of
+            the foreground otherwise) or "probabilities" (also keeps them).
+        threshold : foreground probability threshold; seed_threshold : interior probability
+            that seeds an object (instance models).
         """
         gen = self.iter_predict(image, **options)
         while True:

@@ -27,6 +27,7 @@ from .checkpoint import ModelFile, default_class_names
 from .data import Augmentation, PatchSampler, TrainingPair, split_for_validation
 from .devices import autocast, describe_device, resolve_device
 from .errors import UserInputError
+from .instances import INSTANCE_CLASSES, InstanceAccumulator, instances_from_probabilities
 from .losses import IGNORE, LOSSES, cross_entropy, log_probabilities, segmentation_loss, soft_dice
 from .metrics import MetricAccumulator, mean_foreground_dice
 from .model import UNet, UNetConfig
@@ -115,6 +116,22 @@ class TrainProgress:
     improved: bool = False
 
     @property
+    def instance_task(self) -> bool:
+        return self.task.get("kind") == "instances"
+
+    @property
+    def score_name(self) -> str:
+        """What the validation score is: object F1 at IoU 0.5 for instance models whose
+        validation data has object labels, else mean foreground Dice."""
+        if (
+            self.instance_task
+            and self.val_pairs
+            and all(p.instances is not None for p in self.val_pairs)
+        ):
+            return "F1@0.5"
+        return "Dice"
+
+    @property
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
 
@@ -143,6 +160,8 @@ class Trainer:
     preprocessing : how the pairs were prepared (taken from ``model`` when it is a file).
     val_pairs : validation data; None holds out ``config.val_fraction`` of ``pairs``.
     class_names : names of the classes, background first.
+    task : for a new model, {"kind": "semantic"} (default) or {"kind": "instances",
+        "boundary_width": w} (needs 3 output channels); a model file brings its own.
     """
 
     def __init__(
@@ -155,6 +174,7 @@ class Trainer:
         val_pairs: list[TrainingPair] | None = None,
         class_names: list[str] | None = None,
         resume: bool = False,
+        task: dict[str, Any] | None = None,
     ):
         self.state = _State()
         self.resumed = resume
@@ -164,6 +184,7 @@ class Trainer:
             self.preprocessing = model.preprocessing
             self.class_names = list(model.class_names)
             self.base_history = dict(model.history)
+            self.task = dict(model.task)
             if resume:
                 if not model.training_state:
                     raise UserInputError("this model file holds no training state to resume from")
@@ -174,6 +195,13 @@ class Trainer:
                 raise UserInputError("resuming needs a model file, not a new architecture")
             self.net_config = model
             self.preprocessing = preprocessing or Preprocessing()
+            self.task = dict(task or {"kind": "semantic"})
+            if self.task["kind"] == "instances":
+                if model.out_channels != 3:
+                    raise UserInputError(
+                        "an instance model needs 3 output channels (background, interior, boundary)"
+                    )
+                class_names = class_names or list(INSTANCE_CLASSES)
             self.class_names = class_names or default_class_names(model.out_channels)
             self.base_history = {}
         self.config = config or TrainConfig()
@@ -247,6 +275,22 @@ class Trainer:
             best_score=state.get("best_score"),
             history=list(state.get("history", [])),
         )
+
+    @property
+    def instance_task(self) -> bool:
+        return self.task.get("kind") == "instances"
+
+    @property
+    def score_name(self) -> str:
+        """What the validation score is: object F1 at IoU 0.5 for instance models whose
+        validation data has object labels, else mean foreground Dice."""
+        if (
+            self.instance_task
+            and self.val_pairs
+            and all(p.instances is not None for p in self.val_pairs)
+        ):
+            return "F1@0.5"
+        return "Dice"
 
     @property
     def total_steps(self) -> int:
@@ -354,9 +398,10 @@ class Trainer:
         )
 
     def validate(self) -> tuple[float, float]:
-        """Loss and mean foreground Dice of the current weights on the validation data."""
+        """Loss and score (see :attr:`score_name`) of the current weights on the validation data."""
         classes = max(2, self.net_config.out_channels)
         acc = MetricAccumulator(classes)
+        objects = InstanceAccumulator((0.5,)) if self.score_name == "F1@0.5" else None
         losses, weights = [], []
         for pair in self.val_pairs:
             prob = np.zeros((self.net_config.out_channels, *pair.spatial_shape), np.float32)
@@ -369,6 +414,8 @@ class Trainer:
                 halo=self.net_config.size_multiple * 2,
             ):
                 pass
+            if objects is not None:
+                objects.add(instances_from_probabilities(prob), pair.instances)
             labelled = int((pair.targets != IGNORE).sum())
             if labelled == 0:
                 continue
@@ -386,7 +433,10 @@ class Trainer:
         self.model.train()
         if not weights:
             return float("nan"), float("nan")
-        return float(np.average(losses, weights=weights)), mean_foreground_dice(acc.pooled())
+        loss = float(np.average(losses, weights=weights))
+        if objects is not None:
+            return loss, objects.pooled()[0.5]["f1"]
+        return loss, mean_foreground_dice(acc.pooled())
 
     def model_file(self, include_training_state: bool = True) -> ModelFile:
         """The best weights so far as a :class:`ModelFile`, with what resuming needs."""
@@ -426,4 +476,5 @@ class Trainer:
             class_names=self.class_names,
             history=history,
             training_state=training_state,
+            task=dict(self.task),
         )
