@@ -76,7 +76,7 @@ def test_matching_counts_on_a_hand_made_case():
     assert (report[0.7]["tp"], report[0.7]["fp"], report[0.7]["fn"]) == (1, 2, 1)
     acc.add(truth, truth)
     assert acc.pooled()[0.5]["tp"] == 4
-    with pytest.raises(ValueError, match="at least 0.5"):
+    with pytest.raises(ValueError, match=r"at least 0\.5"):
         InstanceAccumulator((0.3,))
 
 
