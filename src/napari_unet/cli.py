@@ -756,6 +756,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .core import MetricAccumulator, Segmenter, io
+    from .core.instances import InstanceAccumulator
     from .samples import sample_path
 
     image_path, truth_path = sample_path("nuclei"), sample_path("nuclei_labels")
@@ -769,10 +770,12 @@ def _run_demo(args: argparse.Namespace) -> int:
     report = MetricAccumulator(2).add(
         (result.labels > 0).astype(np.int64), (truth > 0).astype(np.int64)
     )["1"]
+    objects = InstanceAccumulator((0.5,)).add(result.labels, truth)[0.5]
     print(f"image {image_path.name} {image.shape}, model 'nuclei' on {result.device}")
     print(
         f"found {int(result.labels.max())} nuclei (ground truth: {int(truth.max())}); "
-        f"foreground Dice {report['dice']:.3f}, IoU {report['iou']:.3f}"
+        f"objects matched at IoU 0.5: F1 {objects['f1']:.3f}, mean IoU {objects['mean_matched_iou']:.3f}; "
+        f"foreground Dice {report['dice']:.3f}"
     )
     print(
         f"labels written to {out / 'nuclei_labels.tif'}; open them in napari beside the image, "

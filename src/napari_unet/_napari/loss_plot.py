@@ -12,7 +12,7 @@ from qtpy.QtWidgets import QSizePolicy, QWidget
 SERIES = {  # name: (colour, which axis)
     "train loss": ("#4fc3f7", "loss"),
     "val loss": ("#ffb74d", "loss"),
-    "val Dice": ("#81c784", "score"),
+    "val score": ("#81c784", "score"),
 }
 
 

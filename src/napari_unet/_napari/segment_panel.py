@@ -85,6 +85,12 @@ class SegmentPanel(QWidget):
             self, minimum=0.01, maximum=0.99, singleStep=0.05, value=0.5
         )
         self.min_size = QSpinBox(self, minimum=0, maximum=10**6, value=10)
+        self.seed_threshold = QDoubleSpinBox(
+            self, minimum=0.05, maximum=0.95, singleStep=0.05, value=0.5
+        )
+        self.seed_threshold.setToolTip(
+            "instance models: interior probability that starts an object (lower finds more, may split)"
+        )
         self.tile_size = QSpinBox(self, minimum=32, maximum=8192, singleStep=64, value=512)
         self.current_only = QCheckBox("only the slice / time point shown", self)
         advanced = QGroupBox("Advanced", self)
@@ -92,6 +98,7 @@ class SegmentPanel(QWidget):
         adv.addRow("channel axis", self.channel_axis)
         adv.addRow("threshold", self.threshold)
         adv.addRow("smallest object (px)", self.min_size)
+        adv.addRow("seed threshold", self.seed_threshold)
         adv.addRow("tile size", self.tile_size)
         adv.addRow(self.current_only)
 
@@ -210,6 +217,7 @@ class SegmentPanel(QWidget):
                 "threshold": self.threshold.value(),
                 "tile_size": self.tile_size.value(),
                 "min_size": self.min_size.value(),
+                "seed_threshold": self.seed_threshold.value(),
                 "output": output,
             }
         except Exception as err:

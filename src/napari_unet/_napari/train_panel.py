@@ -1,7 +1,7 @@
 """The Train panel: (image, labels) layer pairs -> a U-Net, trained in a background worker.
 
 The worker runs the core ``Trainer.train()`` generator; napari stays responsive, the panel
-plots losses and validation Dice as they come, Stop keeps the best model so far, Resume
+plots losses and the validation score as they come, Stop keeps the best model so far, Resume
 continues the same run, and the trained model becomes the Segment panel's default.
 """
 
@@ -53,6 +53,7 @@ from .loss_plot import LossPlot
 from .session import TRAINED, Session
 
 NEW_MODEL = "new model"
+MODEL_KINDS = {"instances (objects)": "instances", "semantic (classes)": "semantic"}
 LABEL_KINDS = {"dense": "dense", "scribbles": "scribbles"}
 LABEL_KIND_HELP = (
     "dense: every pixel is labelled (e.g. a corrected prediction); 0 = background.\n"
@@ -101,6 +102,7 @@ def build_pairs(
     preprocessing: Preprocessing,
     in_channels: int | None,
     num_classes: int,
+    task: dict | None = None,
 ) -> list:
     """Training pairs from (image layer, labels layer, label mode) rows; slices of stacks that
     carry annotations become separate pairs for a 2D model."""
@@ -133,6 +135,7 @@ def build_pairs(
                     label_mode=mode,
                     channel_axis=-1 if channel_axis is not None else None,
                     name=name,
+                    task=task,
                 )
             )
             in_channels = pairs[0].image.shape[0]
@@ -190,6 +193,12 @@ class TrainPanel(QWidget):
         data_layout.addWidget(add_pair)
 
         self.start_from = QComboBox(self)
+        self.kind = QComboBox(self)
+        self.kind.addItems(list(MODEL_KINDS))
+        self.kind.setToolTip(
+            "instances: one label per object, touching objects split (labels must be one value per object);\n"
+            "semantic: a class per pixel"
+        )
         self.dims = QComboBox(self)
         self.dims.addItems(["2D", "3D"])
         self.depth = QSpinBox(self, minimum=1, maximum=6, value=4)
@@ -218,10 +227,15 @@ class TrainPanel(QWidget):
 
         new_box = QGroupBox("New model (when starting from scratch)", self)
         new_form = QFormLayout(new_box)
+        new_form.addRow("output", self.kind)
         new_form.addRow("dimensions", self.dims)
         new_form.addRow("depth", self.depth)
         new_form.addRow("base features", self.base)
         new_form.addRow("classes", self.classes)
+        self.kind.currentTextChanged.connect(
+            lambda text: self.classes.setEnabled(MODEL_KINDS[text] == "semantic")
+        )
+        self.classes.setEnabled(False)  # instances by default
         self.start_from.currentTextChanged.connect(
             lambda text: new_box.setEnabled(text == NEW_MODEL)
         )
@@ -328,6 +342,9 @@ class TrainPanel(QWidget):
         config = self._config()
         base = self._base_model()
         dims, classes = (3 if self.dims.currentText() == "3D" else 2), self.classes.value()
+        task = {"kind": MODEL_KINDS[self.kind.currentText()], "boundary_width": 2}
+        if task["kind"] == "instances":
+            classes = 3  # background, interior, boundary
         depth, width = self.depth.value(), self.base.value()
 
         def make() -> Trainer:
@@ -338,10 +355,11 @@ class TrainPanel(QWidget):
                     base.preprocessing,
                     base.config.in_channels,
                     max(2, base.config.out_channels),
+                    base.task,
                 )
                 return Trainer(pairs, base, config)
             preprocessing = Preprocessing()
-            pairs = build_pairs(rows, dims, preprocessing, None, classes)
+            pairs = build_pairs(rows, dims, preprocessing, None, classes, task)
             net = UNetConfig(
                 spatial_dims=dims,
                 in_channels=model_channels(pairs[0].image.shape[0], preprocessing),
@@ -349,7 +367,7 @@ class TrainPanel(QWidget):
                 depth=depth,
                 base_features=width,
             )
-            return Trainer(pairs, net, config, preprocessing=preprocessing)
+            return Trainer(pairs, net, config, preprocessing=preprocessing, task=task)
 
         return make
 
@@ -435,9 +453,9 @@ class TrainPanel(QWidget):
         text = f"epoch {progress.epoch}/{progress.epochs}, step {progress.step}, loss {progress.train_loss:.4f}"
         if progress.epoch_end:
             self.plot.add("val loss", progress.step, progress.val_loss)
-            self.plot.add("val Dice", progress.step, progress.val_score)
+            self.plot.add("val score", progress.step, progress.val_score)
         if progress.best_score is not None and self.trainer is not None and self.trainer.val_pairs:
-            text += f", best validation Dice {progress.best_score:.3f}"
+            text += f", best validation {self.trainer.score_name} {progress.best_score:.3f}"
         self.status.setText(f"{text} ({progress.seconds:.0f} s)")
 
     def _show_preview(self, preview: Preview) -> None:
@@ -467,7 +485,7 @@ class TrainPanel(QWidget):
             best = self.trainer.state.best_score
             done = f"trained {self.trainer.state.step} steps"
             if best is not None and self.trainer.val_pairs:
-                done += f", best validation Dice {best:.3f}"
+                done += f", best validation {self.trainer.score_name} {best:.3f}"
             self.last_message = done + "; the model is selected in Segment"
             self.status.setText(self.last_message)
 
