@@ -112,6 +112,8 @@ def run_variant(variant: str, train, val, args) -> list[dict]:
                     task=TASK,
                 )
             )
+        # Round 1 trains from scratch (a higher rate); later rounds fine-tune with the
+        # widget's default rate, as a user pressing Train again would.
         config = TrainConfig(
             epochs=10**6,
             max_minutes=args.seconds_per_round / 60,
@@ -119,7 +121,7 @@ def run_variant(variant: str, train, val, args) -> list[dict]:
             batch_size=4,
             patch_size=128,
             val_fraction=0,
-            learning_rate=3e-3,
+            learning_rate=args.first_lr if model is None else args.lr,
             seed=k,
         )
         base = model if model is not None else UNetConfig(depth=3, base_features=16, out_channels=3)
@@ -159,6 +161,12 @@ def main() -> None:
         "--val-images", type=int, default=20, help="fluorescence validation images scored"
     )
     parser.add_argument("--variants", default="dense,sparse")
+    parser.add_argument(
+        "--first-lr", type=float, default=3e-3, help="learning rate of round 1 (from scratch)"
+    )
+    parser.add_argument(
+        "--lr", type=float, default=1e-3, help="learning rate of the fine-tuning rounds"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if not (args.data / "train" / "meta.json").is_file():

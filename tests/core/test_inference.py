@@ -66,7 +66,7 @@ def test_instance_ids_are_unique_across_slices():
 
     nuclei = io.read_image(sample_path("nuclei"))[:256, :256]
     seg = Segmenter("nuclei", device="cpu")
-    _, result = _run(iter_predict_stack(seg, np.stack([nuclei, nuclei[::-1]]), output="instances"))
+    _, result = _run(iter_predict_stack(seg, np.stack([nuclei, nuclei]), output="instances"))
     first, second = (set(np.unique(result.labels[z])) - {0} for z in (0, 1))
     assert len(first) == len(second) > 20 and not first & second
 

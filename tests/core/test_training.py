@@ -295,3 +295,16 @@ def test_annotated_blocks_of_a_stack():
     assert blocks[0][1].shape == (32, 32, 3) and blocks[0][2].shape == (32, 32)
     with pytest.raises(UserInputError, match="must match pixel for pixel"):
         annotated_blocks(image, labels[:, :20], spatial_dims=2, channel_axis=-1)
+
+
+def test_fine_tuning_keeps_the_description_and_records_the_score_name(disks):
+    image, labels = disks
+    pairs = [_pair(image, labels)]
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=2, patch_size=48, val_fraction=0)
+    base = Trainer(pairs, TINY, cfg).model_file()
+    base.description = "my nuclei model"
+    tuned = Trainer(pairs, base, cfg)
+    list(tuned.train())
+    model = tuned.model_file()
+    assert model.description == "my nuclei model"
+    assert model.history["runs"][-1]["score"] == "Dice"

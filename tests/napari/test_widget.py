@@ -116,7 +116,9 @@ def test_correct_then_train_then_segment_again(dock, qtbot):
     _wait(qtbot, train, train.start())
     losses = [p.train_loss for p in train.history if p.epoch_end]
     assert len(losses) == 8 and losses[-1] < 0.7 * losses[0]
-    assert dock.session.trained is not None and dock.session.trained.is_instance_model  # the default
+    assert (
+        dock.session.trained is not None and dock.session.trained.is_instance_model
+    )  # the default
     assert seg.model.currentText() == TRAINED  # the new model is the default
     assert train.plot.points["train loss"]
 

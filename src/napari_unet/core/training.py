@@ -184,6 +184,7 @@ class Trainer:
             self.preprocessing = model.preprocessing
             self.class_names = list(model.class_names)
             self.base_history = dict(model.history)
+            self.description = model.description
             self.task = dict(model.task)
             if resume:
                 if not model.training_state:
@@ -204,6 +205,7 @@ class Trainer:
                 class_names = class_names or list(INSTANCE_CLASSES)
             self.class_names = class_names or default_class_names(model.out_channels)
             self.base_history = {}
+            self.description = ""
         self.config = config or TrainConfig()
         dims = self.net_config.spatial_dims
         self._check_pairs(pairs + (val_pairs or []))
@@ -450,6 +452,7 @@ class Trainer:
                 "steps": self.state.step,
                 "seconds": round(self.state.seconds, 1),
                 "best_score": self.state.best_score,
+                "score": self.score_name,
                 "train_images": [p.name for p in self.train_pairs],
                 "val_images": [p.name for p in self.val_pairs],
                 "device": describe_device(self.device),
@@ -477,4 +480,5 @@ class Trainer:
             history=history,
             training_state=training_state,
             task=dict(self.task),
+            description=self.description,
         )
