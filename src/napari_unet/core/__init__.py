@@ -14,6 +14,7 @@ from .inference import (
     instances_from_foreground,
     iter_predict_stack,
 )
+from .instances import InstanceAccumulator, instance_targets, instances_from_probabilities
 from .metrics import MetricAccumulator, roc_auc
 from .model import UNet, UNetConfig, receptive_radius
 from .normalize import ImageSource, Preprocessing
@@ -23,6 +24,7 @@ from .training import TrainConfig, Trainer, TrainProgress
 __all__ = [
     "Augmentation",
     "ImageSource",
+    "InstanceAccumulator",
     "MetricAccumulator",
     "ModelFile",
     "ModelFileError",
@@ -41,7 +43,9 @@ __all__ = [
     "available_devices",
     "bundled_models",
     "import_state_dict",
+    "instance_targets",
     "instances_from_foreground",
+    "instances_from_probabilities",
     "iter_predict_stack",
     "labels_to_targets",
     "load_model",

@@ -11,7 +11,7 @@ import torch
 from .checkpoint import ModelFile, load_model
 from .devices import describe_device, resolve_device
 from .errors import UserInputError
-from .instances import instances_from_probabilities
+from .instances import instances_from_probabilities, relabel_sequential
 from .normalize import ImageSource
 from .tiling import TileProgress, predict_tiled, probabilities_to_labels
 
@@ -29,18 +29,10 @@ class Prediction:
 
 def instances_from_foreground(foreground: np.ndarray, min_size: int = 0) -> np.ndarray:
     """One label per connected foreground component of at least ``min_size`` pixels,
-    numbered 1..N (touching objects stay merged)."""
+    numbered 1..N (touching objects stay merged; instance models separate them)."""
     from skimage.measure import label
 
-    labels = label(foreground.astype(bool)).astype(np.uint32)
-    if min_size > 1 and labels.max() > 0:
-        sizes = np.bincount(labels.ravel())
-        keep = sizes >= min_size
-        keep[0] = False
-        remap = np.zeros(sizes.size, np.uint32)
-        remap[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
-        labels = remap[labels]
-    return labels
+    return relabel_sequential(label(foreground.astype(bool)), min_size)
 
 
 class Segmenter:
