@@ -111,25 +111,9 @@ class TrainProgress:
     seconds: float  # training time so far, resumed runs included
     epoch_end: bool = False
     val_loss: float | None = None
-    val_score: float | None = None  # mean foreground Dice on the validation data
+    val_score: float | None = None  # Trainer.score_name: Dice, or object F1@0.5 for instances
     best_score: float | None = None
     improved: bool = False
-
-    @property
-    def instance_task(self) -> bool:
-        return self.task.get("kind") == "instances"
-
-    @property
-    def score_name(self) -> str:
-        """What the validation score is: object F1 at IoU 0.5 for instance models whose
-        validation data has object labels, else mean foreground Dice."""
-        if (
-            self.instance_task
-            and self.val_pairs
-            and all(p.instances is not None for p in self.val_pairs)
-        ):
-            return "F1@0.5"
-        return "Dice"
 
     @property
     def total_steps(self) -> int:
