@@ -24,6 +24,21 @@ def guess_channel_axis(layer: Any) -> int | None:
     return -1 if getattr(layer, "rgb", False) else None
 
 
+def shown_block(
+    viewer: Any, layer: Any, spatial_dims: int, channel_axis: int | None
+) -> tuple[int, ...]:
+    """Index of the slice / time point of ``layer`` that the viewer shows: its leading axes
+    (those beyond channel and spatial axes) at the viewer's current position; () for none."""
+    from ..core.inference import leading_shape
+
+    data = layer_array(layer)
+    lead = leading_shape(tuple(data.shape), spatial_dims, channel_axis)
+    point = [round(c) for c in layer.world_to_data(viewer.dims.point)]
+    if channel_axis is not None and not getattr(layer, "rgb", False):
+        del point[channel_axis % data.ndim]
+    return tuple(min(max(p, 0), n - 1) for p, n in zip(point[: len(lead)], lead, strict=True))
+
+
 def spatial_transform(layer: Any, channel_axis: int | None) -> dict[str, tuple[float, ...]]:
     """Scale and translate of ``layer`` without its channel axis, for a result layer."""
     scale, translate = list(layer.scale), list(layer.translate)

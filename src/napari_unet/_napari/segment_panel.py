@@ -22,9 +22,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..core import ModelFile, Segmenter, bundled_models, iter_predict_stack, load_model
-from ..core.inference import leading_shape
 from .common import LayerCombo, device_combo, notify_error
-from .layers import guess_channel_axis, layer_array, spatial_transform, write_labels
+from .layers import guess_channel_axis, layer_array, shown_block, spatial_transform, write_labels
 from .session import TRAINED, Session
 
 OUTPUTS = {
@@ -186,16 +185,6 @@ class SegmentPanel(QWidget):
 
     # ------------------------------------------------------------ running
 
-    def _current_index(
-        self, layer: Any, channel_axis: int | None, spatial_dims: int
-    ) -> tuple[int, ...]:
-        data = layer_array(layer)
-        lead = leading_shape(data.shape, spatial_dims, channel_axis)
-        point = [round(c) for c in layer.world_to_data(self.viewer.dims.point)]
-        if channel_axis is not None and not layer.rgb:
-            del point[channel_axis % data.ndim]
-        return tuple(min(max(p, 0), n - 1) for p, n in zip(point[: len(lead)], lead, strict=True))
-
     def segment(self) -> Any:
         """Start segmenting; returns the worker (None if the input is not usable)."""
         from napari.qt.threading import create_worker
@@ -209,7 +198,9 @@ class SegmentPanel(QWidget):
             channel_axis = self.channel_axis.currentData()
             index = None
             if self.current_only.isChecked():
-                index = self._current_index(layer, channel_axis, model.config.spatial_dims) or None
+                index = (
+                    shown_block(self.viewer, layer, model.config.spatial_dims, channel_axis) or None
+                )
             output = OUTPUTS[self.output.currentText()]
             options = {
                 "channel_axis": channel_axis,

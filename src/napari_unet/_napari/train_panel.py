@@ -48,7 +48,7 @@ from ..core.data import annotated_blocks
 from ..core.normalize import model_channels
 from ..core.tiling import probabilities_to_labels
 from .common import LayerCombo, device_combo, notify_error
-from .layers import guess_channel_axis, layer_array, spatial_transform
+from .layers import guess_channel_axis, layer_array, shown_block, spatial_transform
 from .loss_plot import LossPlot
 from .session import TRAINED, Session
 
@@ -375,16 +375,9 @@ class TrainPanel(QWidget):
         if not self.preview.isChecked() or not self.rows or self.rows[0].image.layer() is None:
             return None
         layer = self.rows[0].image.layer()
-        data = layer_array(layer)
         dims = 3 if self.dims.currentText() == "3D" else 2
-        spatial_axes = dims + (1 if layer.rgb else 0)
-        # The slice on screen: leading axes at the viewer's current position.
-        point = [round(c) for c in layer.world_to_data(self.viewer.dims.point)]
-        index = tuple(
-            min(max(p, 0), n - 1)
-            for p, n in zip(point[: data.ndim - spatial_axes], data.shape, strict=False)
-        )
-        return np.asarray(data[index])
+        index = shown_block(self.viewer, layer, dims, guess_channel_axis(layer))
+        return np.asarray(layer_array(layer)[index])
 
     def start(self) -> Any:
         """Train a new run with the current settings; returns the worker."""
