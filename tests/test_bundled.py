@@ -1,8 +1,10 @@
-"""The bundled model and sample: what the README's first command runs."""
+"""The bundled models and sample: what the README's first command runs."""
 
 import re
+from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 
 from napari_unet.cli import main
@@ -37,4 +39,32 @@ def test_colour_input_runs_through_the_gray_model():
 
 def test_info_lists_bundled_models(capsys):
     assert main(["info"]) == 0
-    assert capsys.readouterr().out.startswith("nuclei")
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert "nuclei" in names and "retina" in names
+
+
+DRIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "drive" / "training"
+
+
+def test_retina_model_is_bundled_small_and_takes_colour():
+    path = bundled_models()["retina"]
+    assert path.stat().st_size < 8e6 and path.with_suffix(".md").is_file()
+    model = load_model("retina")
+    assert model.training_state is None and not model.is_instance_model
+    assert model.config.in_channels == 3 and model.class_names[0] == "background"
+    assert "research use" in path.with_suffix(".md").read_text()
+
+
+@pytest.mark.skipif(not DRIVE.is_dir(), reason="needs ../shared/data/drive")
+def test_retina_model_finds_vessels_on_a_drive_image(tmp_path, capsys):
+    from napari_unet.core import MetricAccumulator, io
+
+    image = DRIVE / "images" / "21_training.tif"
+    assert main(["predict", "--model", "retina", str(image), "--out", str(tmp_path)]) == 0
+    written = sorted(tmp_path.iterdir())
+    assert len(written) == 1
+    vessels = tifffile.imread(written[0])
+    truth = (io.read_labels(DRIVE / "1st_manual" / "21_manual1.gif") > 0).astype(int)
+    fov = io.read_labels(DRIVE / "mask" / "21_training_mask.gif") > 0
+    scores = MetricAccumulator(2).add((vessels > 0).astype(int), truth, mask=fov)["1"]
+    assert scores["dice"] > 0.75  # its training image: a sanity check, not a benchmark

@@ -116,6 +116,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, help="patches per step (default 8 in 2D, 2 in 3D)")
     p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
+    p.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        help="cosine: decay the rate to 1%% by the end of the epochs or --minutes "
+        "(default constant)",
+    )
     p.add_argument("--loss", choices=("ce", "dice", "ce+dice"), default="ce+dice")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--no-augment", action="store_true", help="switch augmentation off")
@@ -225,6 +231,7 @@ def _run_train(args: argparse.Namespace) -> int:
             "batch_size": args.batch_size,
             "patch_size": args.patch_size,
             "learning_rate": args.lr,
+            "lr_schedule": args.lr_schedule,
         }.items()
         if v is not None
     }
@@ -358,6 +365,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         help="interior probability that seeds an object (instance models; lower finds more objects)",
     )
     p.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average over the 8 flips and rotations (8x slower)",
+    )
+    p.add_argument(
         "--channel-axis", type=int, help="axis of the images holding channels (default: guessed)"
     )
     p.add_argument(
@@ -424,6 +436,7 @@ def _run_predict(args: argparse.Namespace) -> int:
                     batch_size=args.batch_size,
                     min_size=args.min_size,
                     seed_threshold=args.seed_threshold,
+                    test_time_augmentation=args.tta,
                 )
             except UserInputError as err:
                 raise UserInputError(f"{f.name}: {err}") from err

@@ -90,3 +90,22 @@ def test_too_few_axes_for_the_model():
     )
     with pytest.raises(UserInputError, match="model is 3D"):
         _run(iter_predict_stack(seg, np.zeros((30, 30))))
+
+
+def test_test_time_augmentation_makes_the_output_orientation_independent():
+    segmenter = _segmenter()
+    segmenter.precision = "float32"
+    image = np.random.default_rng(3).random((64, 64)).astype(np.float32)
+    turned = np.ascontiguousarray(np.rot90(image)[:, ::-1])
+
+    def probabilities(img, tta):
+        options = {"output": "probabilities", "test_time_augmentation": tta, "tile_size": 32}
+        return segmenter.predict(img, **options).probabilities
+
+    plain, plain_turned = probabilities(image, False), probabilities(turned, False)
+    averaged, averaged_turned = probabilities(image, True), probabilities(turned, True)
+    back = np.rot90(averaged_turned[:, :, ::-1], -1, axes=(1, 2))
+    assert np.allclose(averaged.sum(0), 1, atol=1e-5)
+    assert np.abs(back - averaged).max() < 1e-5  # the same answer in any orientation
+    unaugmented_back = np.rot90(plain_turned[:, :, ::-1], -1, axes=(1, 2))
+    assert np.abs(unaugmented_back - plain).max() > 1e-3  # which a plain network does not give

@@ -37,7 +37,9 @@ def test_tiled_prediction_equals_whole_image_prediction(config, shape, tile):
     source = ImageSource(image, config.spatial_dims, Preprocessing(), config.in_channels)
     reference = _whole_image(net, source)
     tiled = np.zeros_like(reference)
-    progress = list(predict_tiled(net, source, tiled, tile_size=tile, batch_size=3))
+    progress = list(
+        predict_tiled(net, source, tiled, tile_size=tile, batch_size=3, precision="float32")
+    )
     assert progress[-1].done == progress[-1].total > 1, "the case must really be tiled"
     assert [p.done for p in progress] == sorted(p.done for p in progress)
     assert np.abs(tiled - reference).max() < 1e-4

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -308,3 +310,20 @@ def test_fine_tuning_keeps_the_description_and_records_the_score_name(disks):
     model = tuned.model_file()
     assert model.description == "my nuclei model"
     assert model.history["runs"][-1]["score"] == "Dice"
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_one_percent(disks):
+    image, labels = disks
+    config = TrainConfig(
+        epochs=2, steps_per_epoch=5, batch_size=2, patch_size=32, learning_rate=1e-2,
+        lr_schedule="cosine", val_fraction=0, augment=False,
+    )  # fmt: skip
+    trainer = Trainer([_pair(image, labels)], TINY, config)
+    rates = []
+    for _ in trainer.train():
+        rates.append(trainer.optimizer.param_groups[0]["lr"])
+    assert rates[0] == pytest.approx(1e-2)
+    assert all(a >= b for a, b in itertools.pairwise(rates))
+    assert rates[-1] == pytest.approx(1e-2 * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * 0.9))))
+    with pytest.raises(UserInputError, match="lr_schedule must be one of"):
+        TrainConfig(lr_schedule="step")

@@ -1,5 +1,6 @@
 """The plugin inside a real napari viewer (run under Xvfb)."""
 
+import numpy as np
 import pytest
 
 napari = pytest.importorskip("napari")
@@ -11,4 +12,7 @@ def test_samples_open_from_the_manifest(make_napari_viewer):
     assert [layer.name for layer in viewer.layers] == ["nuclei", "nuclei ground truth"]
     assert viewer.layers["nuclei ground truth"].data.max() == 168
     viewer.open_sample("napari-unet-torch", "retina")
-    assert viewer.layers["retina"].rgb
+    retina = viewer.layers["retina"]
+    assert retina.rgb and retina.data.dtype == np.uint8
+    # Scaled to DRIVE's resolution, which the bundled retina model expects.
+    assert 520 <= retina.data.shape[0] <= 600

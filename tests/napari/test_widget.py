@@ -80,6 +80,24 @@ def test_segment_the_sample_writes_a_labels_layer_and_never_overwrites_edits(doc
     assert (viewer.layers["nuclei U-Net"].data[:50, :50] == 999).all()
 
 
+def test_choosing_a_model_picks_its_output_and_retina_gives_probability_and_mask(dock, qtbot):
+    viewer = dock.viewer
+    viewer.open_sample("napari-unet-torch", "retina")
+    seg = dock.segment
+    seg.image.select(viewer.layers["retina"])
+    seg.model.setCurrentText("nuclei")
+    assert seg.output.currentText().startswith("instances")
+    seg.model.setCurrentText("retina")
+    assert seg.output.currentText() == "probability image"
+    _wait(qtbot, seg, seg.segment())
+    probability = viewer.layers["retina U-Net probability"]
+    mask = viewer.layers["retina U-Net"]
+    assert isinstance(mask, napari.layers.Labels) and mask.data.shape == probability.data.shape
+    assert probability.data.min() >= 0 and probability.data.max() <= 1
+    share = (mask.data > 0).mean()
+    assert 0.03 < share < 0.25, f"vessels cover {share:.1%} of the photograph"
+
+
 def test_segment_only_the_current_slice_of_a_stack(dock, qtbot):
     viewer = dock.viewer
     stack = np.stack([disks_image(seed=s)[0] for s in range(3)])

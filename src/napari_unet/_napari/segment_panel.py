@@ -92,6 +92,10 @@ class SegmentPanel(QWidget):
         )
         self.tile_size = QSpinBox(self, minimum=32, maximum=8192, singleStep=64, value=512)
         self.current_only = QCheckBox("only the slice / time point shown", self)
+        self.tta = QCheckBox("test-time augmentation (8x slower)", self)
+        self.tta.setToolTip(
+            "average over the 8 flips and rotations of the image: a little more accurate"
+        )
         advanced = QGroupBox("Advanced", self)
         adv = QFormLayout(advanced)
         adv.addRow("channel axis", self.channel_axis)
@@ -100,6 +104,7 @@ class SegmentPanel(QWidget):
         adv.addRow("seed threshold", self.seed_threshold)
         adv.addRow("tile size", self.tile_size)
         adv.addRow(self.current_only)
+        adv.addRow(self.tta)
 
         self.run_button = QPushButton("Segment", self)
         self.run_button.clicked.connect(self.segment)
@@ -122,7 +127,9 @@ class SegmentPanel(QWidget):
         layout.addStretch(1)
 
         session.model_changed.connect(self._on_trained)
+        self.model.currentIndexChanged.connect(self._suggest_output)
         self.refresh_models()
+        self._suggest_output()
         self._guess_axes()
 
     # ------------------------------------------------------------ choices
@@ -138,6 +145,7 @@ class SegmentPanel(QWidget):
         index = self.model.findText(current)
         self.model.setCurrentIndex(max(index, 0))
         self.model.blockSignals(False)
+        self._suggest_output()
 
     def _on_trained(self) -> None:
         # A freshly trained model becomes the default: Segment is then one click.
@@ -168,6 +176,21 @@ class SegmentPanel(QWidget):
         if name not in self._cache.setdefault("bundled", {}):
             self._cache["bundled"][name] = load_model(name)
         return self._cache["bundled"][name]
+
+    def _suggest_output(self, *_: Any) -> None:
+        """Pick the output that suits the selected model: objects for instance models, the
+        probability map (and its mask) for one-class models such as vessels."""
+        try:
+            model = self.selected_model()
+        except Exception:  # a broken file is reported when Segment is pressed
+            return
+        if model.is_instance_model:
+            suggestion = "instances"
+        elif model.num_classes <= 2:
+            suggestion = "probabilities"
+        else:
+            suggestion = "semantic"
+        self.output.setCurrentText(next(k for k, v in OUTPUTS.items() if v == suggestion))
 
     def _guess_axes(self, *_: Any) -> None:
         layer = self.image.layer()
@@ -209,6 +232,7 @@ class SegmentPanel(QWidget):
                 "tile_size": self.tile_size.value(),
                 "min_size": self.min_size.value(),
                 "seed_threshold": self.seed_threshold.value(),
+                "test_time_augmentation": self.tta.isChecked(),
                 "output": output,
             }
         except Exception as err:

@@ -14,6 +14,7 @@ from .errors import UserInputError
 from .instances import instances_from_probabilities, relabel_sequential
 from .normalize import ImageSource
 from .tiling import TileProgress, predict_tiled, probabilities_to_labels
+from .tta import TestTimeAugmented
 
 OUTPUTS = ("semantic", "instances", "probabilities")
 
@@ -68,6 +69,7 @@ class Segmenter:
         batch_size: int = 4,
         min_size: int = 0,
         seed_threshold: float = 0.5,
+        test_time_augmentation: bool = False,
     ) -> Generator[TileProgress, None, Prediction]:
         """Like :meth:`predict`, but a generator yielding tile progress; returns the result."""
         if output not in OUTPUTS:
@@ -87,17 +89,18 @@ class Segmenter:
             "device": self.device,
             "precision": self.precision,
         }
+        net = TestTimeAugmented(self.net) if test_time_augmentation else self.net
         prob = None
         # Instance models need all class probabilities for their watershed.
         if output == "probabilities" or keep_probabilities or self.model_file.is_instance_model:
             prob = np.zeros((config.out_channels, *source.shape), np.float32)
-            yield from predict_tiled(self.net, source, prob, **tiling)
+            yield from predict_tiled(net, source, prob, **tiling)
             labels = probabilities_to_labels(prob, threshold)
         else:
             # Labels straight from each tile: no full-size probability array in memory.
             labels = np.zeros(source.shape, np.uint8 if config.out_channels <= 256 else np.uint16)
             yield from predict_tiled(
-                self.net, source, labels, output="labels", threshold=threshold, **tiling
+                net, source, labels, output="labels", threshold=threshold, **tiling
             )
         if output == "instances" and self.model_file.is_instance_model:
             labels = instances_from_probabilities(
@@ -128,6 +131,8 @@ class Segmenter:
             the foreground otherwise) or "probabilities" (also keeps them).
         threshold : foreground probability threshold; seed_threshold : interior probability
             that seeds an object (instance models).
+        test_time_augmentation : average over the 8 flips and rotations of the image plane
+            (8 times slower; a little more accurate and orientation-independent).
         """
         gen = self.iter_predict(image, **options)
         while True:

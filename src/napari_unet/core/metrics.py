@@ -121,6 +121,14 @@ class MetricAccumulator:
             report[str(c)] = row
         return report
 
+    def merge(self, other: MetricAccumulator) -> None:
+        """Add everything ``other`` has pooled (e.g. the folds of a cross-validation)."""
+        if other.num_classes != self.num_classes:
+            raise ValueError("cannot merge accumulators with different numbers of classes")
+        self.counts += other.counts
+        self._scores += other._scores
+        self._truth += other._truth
+
     def pooled(self) -> dict[str, dict[str, float]]:
         """Metrics over everything added, per class (keys "1", "2", ...)."""
         auc = float("nan")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .devices import autocast
+from .devices import autocast, memory_format
 from .errors import UserInputError
 from .model import UNet, padding_mode, receptive_radius
 from .normalize import ImageSource
@@ -186,7 +186,8 @@ def predict_tiled(
         weight_sum = np.zeros(shape, np.float32)
 
     model.eval()
-    model.to(device)
+    layout = memory_format(device, len(shape))
+    model.to(device, memory_format=layout)
     batch_size = max(1, int(batch_size))
     yield TileProgress(0, len(tiles))
     with torch.inference_mode():
@@ -198,7 +199,7 @@ def predict_tiled(
                 )
                 for t in batch
             ]
-            x = torch.from_numpy(np.stack(blocks)).to(device)
+            x = torch.from_numpy(np.stack(blocks)).to(device).contiguous(memory_format=layout)
             with autocast(device, precision):
                 logits = model(x)
             prob = activation(logits.float()).cpu().numpy()

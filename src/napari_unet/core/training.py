@@ -25,7 +25,7 @@ import torch
 
 from .checkpoint import ModelFile, default_class_names
 from .data import Augmentation, PatchSampler, TrainingPair, split_for_validation
-from .devices import autocast, describe_device, resolve_device
+from .devices import autocast, describe_device, memory_format, resolve_device
 from .errors import UserInputError
 from .instances import INSTANCE_CLASSES, InstanceAccumulator, instances_from_probabilities
 from .losses import IGNORE, LOSSES, cross_entropy, log_probabilities, segmentation_loss, soft_dice
@@ -33,6 +33,8 @@ from .metrics import MetricAccumulator, mean_foreground_dice
 from .model import UNet, UNetConfig
 from .normalize import PreparedSource, Preprocessing
 from .tiling import predict_tiled, probabilities_to_labels
+
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class TrainConfig:
     batch_size : patches per step (None: 8 in 2D, 2 in 3D).
     patch_size : patch edge in pixels (None: 256 in 2D, 64 in 3D); rounded to ``2**depth``.
     learning_rate, weight_decay : AdamW settings.
+    lr_schedule : "constant", or "cosine": the rate decays along a half cosine to 1% of
+        ``learning_rate`` by the end of the run (by the epochs, or by ``max_minutes`` when that
+        comes first; a resumed time-limited run starts a new decay over its own budget).
     loss : "ce", "dice" or "ce+dice".
     val_fraction : share of the data held out for validation when no validation set is given.
     augment, elastic : random flips/rotations/intensity changes; elastic deformation.
@@ -63,6 +68,7 @@ class TrainConfig:
     patch_size: int | None = None
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
+    lr_schedule: str = "constant"
     loss: str = "ce+dice"
     val_fraction: float = 0.2
     augment: bool = True
@@ -81,6 +87,10 @@ class TrainConfig:
             )
         if self.learning_rate <= 0:
             raise UserInputError(f"learning rate must be positive, got {self.learning_rate}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UserInputError(
+                f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
+            )
         if self.loss not in LOSSES:
             raise UserInputError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if not 0 <= self.val_fraction < 1:
@@ -204,7 +214,8 @@ class Trainer:
         self.model = UNet(self.net_config)
         if isinstance(model, ModelFile):
             self.model.load_state_dict(model.build().state_dict())
-        self.model.to(self.device)
+        self.layout = memory_format(self.device, dims)
+        self.model.to(self.device, memory_format=self.layout)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=self.config.learning_rate,
@@ -312,6 +323,8 @@ class Trainer:
             # Seed per step, so a resumed run draws what an uninterrupted one would have.
             rng = np.random.default_rng([cfg.seed, state.step])
             x, y = self.sampler.sample(self.batch_size, rng)
+            done = max(state.step / self.total_steps, (state.seconds - start_seconds) / budget)
+            self._set_learning_rate(done)
             loss = self._step(torch.from_numpy(x), torch.from_numpy(y))
             state.step += 1
             epoch_losses.append(loss)
@@ -340,9 +353,17 @@ class Trainer:
             if out_of_time:
                 return
 
+    def _set_learning_rate(self, done: float) -> None:
+        """Apply the schedule for the fraction ``done`` (0 to 1) of this run."""
+        rate = self.config.learning_rate
+        if self.config.lr_schedule == "cosine":
+            rate *= 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         self.model.train()
-        x = x.to(self.device, non_blocking=True)
+        x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.layout)
         y = y.to(self.device, non_blocking=True)
         with autocast(self.device, self.config.precision):
             logits = self.model(x)

@@ -1,0 +1,49 @@
+"""Device and precision choices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.core import ImageSource, Preprocessing, UNet, UNetConfig, predict_tiled
+from napari_unet.core.devices import (
+    autocast_dtype,
+    cpu_has_fast_bfloat16,
+    memory_format,
+    resolve_device,
+)
+from napari_unet.core.errors import UserInputError
+
+
+def test_cpu_auto_precision_is_bfloat16_only_with_amx():
+    cpu = torch.device("cpu")
+    expected = torch.bfloat16 if cpu_has_fast_bfloat16() else None
+    assert autocast_dtype(cpu, "auto") is expected
+    assert autocast_dtype(cpu, "float32") is None
+    with pytest.raises(UserInputError, match="precision must be one of"):
+        autocast_dtype(cpu, "double")
+
+
+def test_channels_last_for_2d_only():
+    cpu = torch.device("cpu")
+    assert memory_format(cpu, 2) is torch.channels_last
+    assert memory_format(cpu, 3) is torch.contiguous_format
+
+
+def test_unknown_device_names_what_is_available():
+    with pytest.raises(UserInputError, match=r"available: .*cpu"):
+        resolve_device("cuda:7")
+
+
+def test_bfloat16_prediction_stays_close_to_float32():
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(depth=2, base_features=8))
+    image = np.random.default_rng(0).random((96, 80)).astype(np.float32)
+    source = ImageSource(image, 2, Preprocessing(), 1)
+    exact = np.zeros((2, 96, 80), np.float32)
+    reduced = np.zeros_like(exact)
+    list(predict_tiled(net, source, exact, tile_size=64, precision="float32"))
+    list(predict_tiled(net, source, reduced, tile_size=64, precision="bfloat16"))
+    assert np.allclose(exact.sum(0), 1, atol=1e-5) and np.allclose(reduced.sum(0), 1, atol=1e-2)
+    assert np.abs(exact - reduced).max() < 0.05
