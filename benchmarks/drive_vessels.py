@@ -116,6 +116,7 @@ def main() -> None:
         ).pooled()["1"]
     else:
         unet, unet_tta, classic = MetricAccumulator(2), MetricAccumulator(2), MetricAccumulator(2)
+        per_image: dict[str, dict[str, float]] = {}
         started = time.perf_counter()
         for index, held_out in enumerate(folds(items, args.folds)):
             if args.only_fold is not None and index != args.only_fold:
@@ -127,7 +128,7 @@ def main() -> None:
                 model = folder / f"drive-fold{index}.pt"
                 if not (args.keep and model.exists()):
                     train_vessel_model(train, model, args.minutes, args.seed, args.device)
-                fold = score_vessels(model, held_out, args.device)
+                fold = score_vessels(model, held_out, args.device, per_image=per_image)
                 fold_tta = score_vessels(model, held_out, args.device, tta=True)
             unet.merge(fold)
             unet_tta.merge(fold_tta)
@@ -144,6 +145,9 @@ def main() -> None:
                 f"  [{time.perf_counter() - started:.0f} s]",
                 flush=True,
             )
+        print("held-out images, AUC: " + ", ".join(
+            f"{key} {m['auc']:.3f}" for key, m in sorted(per_image.items())
+        ))  # fmt: skip
         recipe = f"U-Net recipe, {args.minutes:g} min CPU per fold (held out)"
         results[recipe] = unet.pooled()["1"]
         results[recipe.replace("(held out)", "+ test-time augmentation")] = unet_tta.pooled()["1"]

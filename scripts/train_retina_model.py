@@ -97,9 +97,11 @@ def score_vessels(
     device: str = "auto",
     threshold: float = 0.5,
     tta: bool = False,
+    per_image: dict[str, dict[str, float]] | None = None,
 ) -> MetricAccumulator:
     """Pooled vessel metrics inside the field of view (the DRIVE convention), with ROC AUC;
-    ``tta`` averages over the 8 flips and rotations."""
+    ``tta`` averages over the 8 flips and rotations; each image's own metrics go into
+    ``per_image`` (by image number) when it is given."""
     segmenter = Segmenter(str(model), device=device)
     pooled = MetricAccumulator(2)
     for item in items:
@@ -112,7 +114,9 @@ def score_vessels(
         vessel = result.probabilities[1]
         truth = (io.read_labels(item.vessels) > 0).astype(np.int64)
         fov = io.read_labels(item.fov) > 0
-        pooled.add((vessel > threshold).astype(np.int64), truth, scores=vessel, mask=fov)
+        own = pooled.add((vessel > threshold).astype(np.int64), truth, scores=vessel, mask=fov)
+        if per_image is not None:
+            per_image[item.key] = own["1"]
     return pooled
 
 

@@ -373,7 +373,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--channel-axis", type=int, help="axis of the images holding channels (default: guessed)"
     )
     p.add_argument(
-        "--tile-size", type=int, help="tile edge in pixels (default 512 in 2D, 96 in 3D)"
+        "--tile-size",
+        type=int,
+        help="tile edge in pixels (default: the whole image when it fits 1536x1536 pixels, "
+        "else tiles of that window size; 96 in 3D)",
     )
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")

@@ -94,3 +94,17 @@ def test_every_pixel_is_in_exactly_one_core():
         assert tuple(s.stop - s.start for s in t.window) == window
         assert all(w.start % 16 == 0 for w in t.window)
     assert (cover == 1).all()
+
+
+def test_default_tiles_take_the_whole_image_when_it_fits_and_bound_the_window_otherwise():
+    from napari_unet.core.tiling import WINDOW_BUDGET, default_tile_size
+
+    assert default_tile_size((1000, 700), (122, 122), 16) == (1008, 704)  # one window, no halo
+    cores = default_tile_size((20000, 3000), (122, 122), 16)
+    _, window = plan_tiles((20000, 3000), cores, (122, 122), 16)
+    assert np.prod(window) <= WINDOW_BUDGET[2] and min(cores) >= 1024  # halos stay a small share
+    net = randomise_batchnorm(UNet(UNetConfig(depth=2, base_features=4)))
+    source = ImageSource(np.random.default_rng(0).random((300, 200)), 2, Preprocessing(), 1)
+    out = np.zeros((2, 300, 200), np.float32)
+    progress = list(predict_tiled(net, source, out, batch_size=64))
+    assert progress[-1].total == 1

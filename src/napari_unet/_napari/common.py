@@ -43,6 +43,10 @@ class LayerCombo(QComboBox):
         if current is not None and current in self._layers:
             self.setCurrentIndex(self._layers.index(current))
         self.blockSignals(False)
+        if self.layer() is not current:
+            # The chosen layer changed (the first layer arrived, or the chosen one went):
+            # listeners such as the channel-axis guess must hear of it.
+            self.currentIndexChanged.emit(self.currentIndex())
 
     def layer(self) -> Any:
         """The chosen layer, or None."""

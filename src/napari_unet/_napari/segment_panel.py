@@ -90,7 +90,9 @@ class SegmentPanel(QWidget):
         self.seed_threshold.setToolTip(
             "instance models: interior probability that starts an object (lower finds more, may split)"
         )
-        self.tile_size = QSpinBox(self, minimum=32, maximum=8192, singleStep=64, value=512)
+        # 0 shows as "auto": the whole image in one window when it fits, else large tiles.
+        self.tile_size = QSpinBox(self, minimum=0, maximum=8192, singleStep=64, value=0)
+        self.tile_size.setSpecialValueText("auto")
         self.current_only = QCheckBox("only the slice / time point shown", self)
         self.tta = QCheckBox("test-time augmentation (8x slower)", self)
         self.tta.setToolTip(
@@ -229,7 +231,7 @@ class SegmentPanel(QWidget):
                 "channel_axis": channel_axis,
                 "index": index,
                 "threshold": self.threshold.value(),
-                "tile_size": self.tile_size.value(),
+                "tile_size": self.tile_size.value() or None,
                 "min_size": self.min_size.value(),
                 "seed_threshold": self.seed_threshold.value(),
                 "test_time_augmentation": self.tta.isChecked(),

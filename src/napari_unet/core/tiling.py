@@ -84,6 +84,31 @@ def plan_tiles(
     return tiles, tuple(window)
 
 
+# Pixels (voxels) per forward pass that the default tiling aims for: large windows waste less
+# on halos, and at about 2.4 million pixels a depth-4, base-16 U-Net's activations stay within
+# about 1 GB in float32 (less in bfloat16), measured with benchmarks/prediction_speed.py.
+WINDOW_BUDGET = {2: 1536 * 1536, 3: 96**3}
+
+
+def default_tile_size(
+    shape: tuple[int, ...], halo: tuple[int, ...], multiple: int
+) -> tuple[int, ...]:
+    """Core size for ``shape``: the whole image in one window when it fits the budget, else the
+    largest cores whose windows (core + 2 halos) fit it."""
+    dims = len(shape)
+    padded = [_round_up(s, multiple) for s in shape]
+    budget = WINDOW_BUDGET[dims]
+    if math.prod(padded) <= budget:
+        return tuple(padded)
+    if dims == 3:
+        return (96,) * 3
+    edge = int(budget ** (1 / dims))
+    return tuple(
+        min(p, max(multiple, (edge - 2 * _round_up(h, multiple)) // multiple * multiple))
+        for p, h in zip(padded, halo, strict=True)
+    )
+
+
 def _padded_index(window: slice, n: int, mode: str) -> slice | np.ndarray:
     """Index into a real axis of length ``n`` for a window of the end-padded axis."""
     if window.stop <= n:
@@ -146,9 +171,11 @@ def predict_tiled(
     source : the image, read block by block.
     out : float32 array (K, *spatial) for ``output="probabilities"``, or an integer array
         (*spatial) for ``output="labels"``. May be a memory map: only the cores are written.
-    tile_size : core size per axis (default 512 in 2D, 96 in 3D), rounded up to ``2**depth``.
+    tile_size : core size per axis, rounded up to ``2**depth``; None: the whole image in one
+        window when it fits :data:`WINDOW_BUDGET`, else the largest cores that do (3D: 96).
     halo : context around each core: "exact" (the receptive radius, tiled == untiled) or pixels.
-    batch_size : windows per forward pass; memory grows with it, not with the image.
+    batch_size : windows per forward pass (at most what fits the window budget); memory grows
+        with it, not with the image.
     device, precision : where and in which precision to run (see :mod:`.devices`).
     blend : accumulate whole windows with cosine weights instead of keeping cores (only for
         probabilities; softens seams when a small halo is chosen). ``out`` is then normalised
@@ -167,16 +194,19 @@ def predict_tiled(
     expected = (config.out_channels, *shape) if output == "probabilities" else shape
     if tuple(out.shape) != expected:
         raise UserInputError(f"output array has shape {tuple(out.shape)}, expected {expected}")
-    if tile_size is None:
-        tile_size = 512 if dims == 2 else 96
-    tiles_ = (tile_size,) * dims if isinstance(tile_size, int) else tuple(tile_size)
     if halo == "exact":
         halo = receptive_radius(config)
     elif isinstance(halo, str):
         raise UserInputError(f"halo must be 'exact' or a number of pixels, got {halo!r}")
     halos = (halo,) * dims if isinstance(halo, int) else tuple(halo)
     multiple = config.size_multiple
+    if tile_size is None:
+        tiles_ = default_tile_size(shape, halos, multiple)
+    else:
+        tiles_ = (tile_size,) * dims if isinstance(tile_size, int) else tuple(tile_size)
     tiles, window = plan_tiles(shape, tiles_, halos, multiple)
+    # Batch small windows (GPUs like it); never stack large ones beyond the budget.
+    batch_size = max(1, min(int(batch_size), WINDOW_BUDGET[dims] // math.prod(window)))
     padded = tuple(_round_up(s, multiple) for s in shape)
     mode = padding_mode(shape, tuple(p - s for p, s in zip(padded, shape, strict=True)))
     weight_sum = None
@@ -188,7 +218,6 @@ def predict_tiled(
     model.eval()
     layout = memory_format(device, len(shape))
     model.to(device, memory_format=layout)
-    batch_size = max(1, int(batch_size))
     yield TileProgress(0, len(tiles))
     with torch.inference_mode():
         for first in range(0, len(tiles), batch_size):
