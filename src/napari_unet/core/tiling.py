@@ -85,8 +85,9 @@ def plan_tiles(
 
 
 # Pixels (voxels) per forward pass that the default tiling aims for: large windows waste less
-# on halos, and at about 2.4 million pixels a depth-4, base-16 U-Net's activations stay within
-# about 1 GB in float32 (less in bfloat16), measured with benchmarks/prediction_speed.py.
+# on halos. A 1-megapixel window of a depth-4, base-16 U-Net took about 470 MB beyond the
+# model in float32 and 280 MB in bfloat16 (benchmarks/prediction_speed.py), so a full window
+# needs roughly 1.1 GB in float32 and 0.65 GB in bfloat16.
 WINDOW_BUDGET = {2: 1536 * 1536, 3: 96**3}
 
 
