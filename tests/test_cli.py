@@ -11,6 +11,7 @@ from tests.conftest import disks_image
 
 from napari_unet.cli import main
 
+ONE_QUICK_EPOCH = ["--epochs", "1", "--steps-per-epoch", "2", "--val-fraction", "0"]
 TINY = [
     "--depth",
     "2",
@@ -267,12 +268,7 @@ def test_multiclass_model_fine_tunes_without_repeating_classes(tmp_path, capsys)
                 "3",
                 "--out",
                 str(tmp_path / "m.pt"),
-                "--epochs",
-                "1",
-                "--steps-per-epoch",
-                "2",
-                "--val-fraction",
-                "0",
+                *ONE_QUICK_EPOCH,
                 *TINY,
             ]
         )
@@ -287,12 +283,7 @@ def test_multiclass_model_fine_tunes_without_repeating_classes(tmp_path, capsys)
                 str(tmp_path / "m.pt"),
                 "--out",
                 str(tmp_path / "t.pt"),
-                "--epochs",
-                "1",
-                "--steps-per-epoch",
-                "2",
-                "--val-fraction",
-                "0",
+                *ONE_QUICK_EPOCH,
             ]
         )
         == 0

@@ -158,3 +158,15 @@ def test_unknown_pickle_protocol_content_is_refused(tmp_path):
     (tmp_path / "raw.pt").write_bytes(b"PK" + pickle.dumps(_Exploit()))
     with pytest.raises(ModelFileError):
         load_model(tmp_path / "raw.pt")
+
+
+def test_suggested_output_suits_the_kind_of_model():
+    from napari_unet.core import ModelFile, Preprocessing, UNet, UNetConfig
+
+    def model(out_channels, task):
+        config = UNetConfig(depth=2, base_features=4, out_channels=out_channels)
+        return ModelFile(config, Preprocessing(), UNet(config).state_dict(), task=task)
+
+    assert model(3, {"kind": "instances", "boundary_width": 2}).suggested_output == "instances"
+    assert model(2, {"kind": "semantic"}).suggested_output == "probabilities"
+    assert model(4, {"kind": "semantic"}).suggested_output == "semantic"

@@ -131,7 +131,6 @@ class SegmentPanel(QWidget):
         session.model_changed.connect(self._on_trained)
         self.model.currentIndexChanged.connect(self._suggest_output)
         self.refresh_models()
-        self._suggest_output()
         self._guess_axes()
 
     # ------------------------------------------------------------ choices
@@ -180,18 +179,11 @@ class SegmentPanel(QWidget):
         return self._cache["bundled"][name]
 
     def _suggest_output(self, *_: Any) -> None:
-        """Pick the output that suits the selected model: objects for instance models, the
-        probability map (and its mask) for one-class models such as vessels."""
+        """Pick the output that suits the selected model (see ``ModelFile.suggested_output``)."""
         try:
-            model = self.selected_model()
+            suggestion = self.selected_model().suggested_output
         except Exception:  # a broken file is reported when Segment is pressed
             return
-        if model.is_instance_model:
-            suggestion = "instances"
-        elif model.num_classes <= 2:
-            suggestion = "probabilities"
-        else:
-            suggestion = "semantic"
         self.output.setCurrentText(next(k for k, v in OUTPUTS.items() if v == suggestion))
 
     def _guess_axes(self, *_: Any) -> None:

@@ -61,6 +61,15 @@ class ModelFile:
     def is_instance_model(self) -> bool:
         return self.task.get("kind") == "instances"
 
+    @property
+    def suggested_output(self) -> str:
+        """The output that suits this model: "instances" (objects) for instance models,
+        "probabilities" (a map plus its mask) for one-class models such as vessels, else
+        "semantic"."""
+        if self.is_instance_model:
+            return "instances"
+        return "probabilities" if self.config.out_channels <= 2 else "semantic"
+
     def build(self, device: torch.device | str = "cpu") -> UNet:
         """A network with these weights, in eval mode, on ``device``."""
         net = UNet(self.config)
