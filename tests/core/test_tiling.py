@@ -45,6 +45,31 @@ def test_tiled_prediction_equals_whole_image_prediction(config, shape, tile):
     assert np.abs(tiled - reference).max() < 1e-4
 
 
+@pytest.mark.parametrize(
+    ("config", "shape", "region", "tile"),
+    [
+        (CASES[0][0], (301, 277), (slice(64, 200), slice(128, 277)), 64),
+        (CASES[0][0], (301, 277), (slice(0, 40), slice(8, 30)), None),
+        (CASES[3][0], (37, 150, 41), (slice(8, 37), slice(36, 100), slice(0, 41)), 16),
+    ],
+)
+def test_region_prediction_equals_that_part_of_the_whole_image(config, shape, region, tile):
+    net = randomise_batchnorm(UNet(config))
+    image = (np.random.default_rng(3).random(shape) * 1000).astype(np.float32)
+    source = ImageSource(image, config.spatial_dims, Preprocessing(), config.in_channels)
+    reference = _whole_image(net, source)[(slice(None), *region)]
+    part = np.zeros_like(reference)
+    list(predict_tiled(net, source, part, tile_size=tile, region=region, precision="float32"))
+    assert np.abs(part - reference).max() < 1e-4
+
+
+def test_region_must_start_on_the_pooling_grid():
+    net = UNet(UNetConfig(depth=3, base_features=4))
+    source = ImageSource(np.zeros((64, 64), np.float32), 2, Preprocessing(), 1)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        list(predict_tiled(net, source, np.zeros((2, 30, 64)), region=(slice(3, 33), slice(0, 64))))
+
+
 def test_small_halo_with_blending_stays_close_and_covers_everything():
     config = UNetConfig(depth=3, base_features=4)
     net = randomise_batchnorm(UNet(config))

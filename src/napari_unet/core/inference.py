@@ -8,11 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .arrays import moveaxis
 from .checkpoint import ModelFile, load_model
 from .devices import describe_device, resolve_device
 from .errors import UserInputError
-from .instances import instances_from_probabilities, relabel_sequential
+from .instances import instances_from_probabilities
 from .normalize import ImageSource
+from .stitching import iter_instances_in_blocks
 from .tiling import TileProgress, predict_tiled, probabilities_to_labels
 from .tta import TestTimeAugmented
 
@@ -29,11 +31,31 @@ class Prediction:
 
 
 def instances_from_foreground(foreground: np.ndarray, min_size: int = 0) -> np.ndarray:
-    """One label per connected foreground component of at least ``min_size`` pixels,
-    numbered 1..N (touching objects stay merged; instance models separate them)."""
-    from skimage.measure import label
+    """One label (uint32) per connected foreground component of at least ``min_size`` pixels,
+    numbered 1..N (touching objects stay merged; instance models separate them).
 
-    return relabel_sequential(label(foreground.astype(bool)), min_size)
+    Works in place on one uint32 array, so a 16k x 16k image needs 1 GB, not the 2 GB of int64
+    labels and again as much to renumber them.
+    """
+    from scipy import ndimage as ndi
+
+    labels = np.zeros(foreground.shape, np.uint32)
+    count = ndi.label(foreground, np.ones((3,) * foreground.ndim), output=labels)
+    if count == 0:
+        return labels
+    sizes = np.zeros(count + 1, np.int64)
+    chunk = max(1, 2**22 // max(1, labels[0].size))  # rows per chunk: small int64 copies
+    for rows in range(0, labels.shape[0], chunk):
+        sizes += np.bincount(labels[rows : rows + chunk].ravel(), minlength=count + 1)
+    keep = sizes >= max(min_size, 1)
+    keep[0] = False
+    if keep[1:].all():
+        return labels  # ndimage numbers components 1..N already
+    numbers = np.zeros(count + 1, np.uint32)
+    numbers[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
+    for rows in range(0, labels.shape[0], chunk):  # in place: no second full array
+        labels[rows : rows + chunk] = numbers[labels[rows : rows + chunk]]
+    return labels
 
 
 class Segmenter:
@@ -91,27 +113,39 @@ class Segmenter:
         }
         net = TestTimeAugmented(self.net) if test_time_augmentation else self.net
         prob = None
-        # Instance models need all class probabilities for their watershed.
-        if output == "probabilities" or keep_probabilities or self.model_file.is_instance_model:
+        instance_model = self.model_file.is_instance_model
+        if output == "probabilities" or keep_probabilities:
             prob = np.zeros((config.out_channels, *source.shape), np.float32)
             yield from predict_tiled(net, source, prob, **tiling)
-            labels = probabilities_to_labels(prob, threshold)
+            if output == "instances" and instance_model:
+                labels = instances_from_probabilities(
+                    prob,
+                    foreground_threshold=threshold,
+                    seed_threshold=seed_threshold,
+                    min_size=min_size,
+                )
+            else:
+                labels = probabilities_to_labels(prob, threshold)
+        elif output == "instances" and instance_model:
+            # Block by block: the whole-image probabilities are never held (3 GB at 16k^2).
+            labels = np.zeros(source.shape, np.uint32)
+            tiling["block_size"] = tiling.pop("tile_size")
+            yield from iter_instances_in_blocks(
+                net,
+                source,
+                labels,
+                foreground_threshold=threshold,
+                seed_threshold=seed_threshold,
+                min_size=min_size,
+                **tiling,
+            )
         else:
             # Labels straight from each tile: no full-size probability array in memory.
             labels = np.zeros(source.shape, np.uint8 if config.out_channels <= 256 else np.uint16)
             yield from predict_tiled(
                 net, source, labels, output="labels", threshold=threshold, **tiling
             )
-        if output == "instances" and self.model_file.is_instance_model:
-            labels = instances_from_probabilities(
-                prob,
-                foreground_threshold=threshold,
-                seed_threshold=seed_threshold,
-                min_size=min_size,
-            )
-            if not (keep_probabilities or output == "probabilities"):
-                prob = None
-        elif output == "instances":
+        if output == "instances" and not instance_model:
             labels = instances_from_foreground(labels > 0, min_size)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -195,7 +229,7 @@ def iter_predict_stack(
     """
     dims = segmenter.model_file.config.spatial_dims
     lead = leading_shape(tuple(image.shape), dims, channel_axis)
-    view = image if channel_axis is None else np.moveaxis(image, channel_axis, -1)
+    view = image if channel_axis is None else moveaxis(image, channel_axis, -1)
     block_channel_axis = None if channel_axis is None else -1
     spatial = tuple(view.shape[len(lead) : len(lead) + dims])
     if index is not None:

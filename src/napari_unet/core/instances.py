@@ -57,16 +57,25 @@ def instances_from_probabilities(
     they grow by watershed on the interior probability over the foreground (interior +
     boundary > ``foreground_threshold``). Objects under ``min_size`` pixels are dropped.
     """
-    from skimage.measure import label
+    foreground = (prob[INTERIOR] + prob[BOUNDARY]) > foreground_threshold
+    return relabel_sequential(
+        seeded_watershed(prob[INTERIOR], foreground, seed_threshold), min_size
+    )
+
+
+def seeded_watershed(
+    interior: np.ndarray, foreground: np.ndarray, seed_threshold: float = 0.5
+) -> np.ndarray:
+    """Objects (int32, not renumbered) grown from the connected regions of ``interior >
+    seed_threshold`` by watershed on the interior probability, within ``foreground``."""
+    from scipy import ndimage as ndi
     from skimage.segmentation import watershed
 
-    interior = prob[INTERIOR]
-    foreground = (interior + prob[BOUNDARY]) > foreground_threshold
-    seeds = label(interior > seed_threshold)
-    if seeds.max() == 0:
-        return np.zeros(interior.shape, np.uint32)
-    objects = watershed(-interior, markers=seeds, mask=foreground)
-    return relabel_sequential(objects, min_size)
+    seeds = np.zeros(interior.shape, np.int32)
+    # Full connectivity, as skimage.measure.label, into int32 (half the memory of int64).
+    if ndi.label(interior > seed_threshold, np.ones((3,) * interior.ndim), output=seeds) == 0:
+        return seeds
+    return watershed(-interior.astype(np.float32, copy=False), markers=seeds, mask=foreground)
 
 
 def relabel_sequential(labels: np.ndarray, min_size: int = 0) -> np.ndarray:

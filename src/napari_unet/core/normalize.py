@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .arrays import add_leading_axis, moveaxis
 from .errors import UserInputError
 
 CHANNEL_MODES = ("as_is", "gray")
@@ -72,19 +73,21 @@ class Preprocessing:
 def channels_first(
     image: np.ndarray, spatial_dims: int, channel_axis: int | None = None
 ) -> np.ndarray:
-    """Return a view of ``image`` as (C, *spatial), without copying (memory maps stay lazy).
+    """Return a view of ``image`` as (C, *spatial), without copying: memory maps, dask and
+    zarr arrays stay lazy (see :mod:`.arrays`).
 
     With ``channel_axis=None`` the channel axis is guessed: none when ``image`` has exactly
     ``spatial_dims`` axes; otherwise the last axis when it has at most 4 entries (RGB/RGBA
     files), else the first when it has at most 16.
     """
     shape = tuple(image.shape)
-    if image.ndim == spatial_dims and channel_axis is None:
-        return image[np.newaxis]
-    if image.ndim != spatial_dims + 1:
+    ndim = len(shape)
+    if ndim == spatial_dims and channel_axis is None:
+        return add_leading_axis(image)
+    if ndim != spatial_dims + 1:
         raise UserInputError(
             f"expected a {spatial_dims}D image, optionally with one channel axis, "
-            f"got an array of shape {shape} ({image.ndim} axes)"
+            f"got an array of shape {shape} ({ndim} axes)"
         )
     if channel_axis is None:
         if shape[-1] <= 4:
@@ -96,9 +99,9 @@ def channels_first(
                 f"cannot tell which axis of the image of shape {shape} holds channels; "
                 "give the channel axis explicitly"
             )
-    if not -image.ndim <= channel_axis < image.ndim:
+    if not -ndim <= channel_axis < ndim:
         raise UserInputError(f"channel axis {channel_axis} is out of range for shape {shape}")
-    return np.moveaxis(image, channel_axis, 0)
+    return moveaxis(image, channel_axis, 0)
 
 
 def select_channels(
@@ -151,8 +154,10 @@ def intensity_stats(
     ``view`` is the raw (C, *spatial) image; large images are subsampled, so this is cheap even
     for memory-mapped stacks. Raises for images containing NaN or infinity.
     """
-    sample = _sample(view).astype(np.float32, copy=False)
-    if not np.isfinite(sample).all():
+    sample = _sample(view)  # in its own dtype: a uint16 sample takes half the memory
+    if sample.dtype.kind == "b":
+        sample = sample.view(np.uint8)
+    if sample.dtype.kind == "f" and not np.isfinite(sample).all():
         raise UserInputError(
             "the image contains NaN or infinite values; replace them before segmenting"
         )

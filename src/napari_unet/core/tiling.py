@@ -47,27 +47,39 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def plan_tiles(
-    shape: tuple[int, ...], tile_size: tuple[int, ...], halo: tuple[int, ...], multiple: int
+    shape: tuple[int, ...],
+    tile_size: tuple[int, ...],
+    halo: tuple[int, ...],
+    multiple: int,
+    region: tuple[slice, ...] | None = None,
 ) -> tuple[list[Tile], tuple[int, ...]]:
-    """Cut an image of spatial ``shape`` into equally sized windows.
+    """Cut an image of spatial ``shape`` (or the ``region`` of it) into equally sized windows.
 
     Returns the tiles and the common window shape. Core and halo sizes are rounded up to
     ``multiple``; windows are shifted inward at the image border instead of shrinking, so that
-    every window has the same shape and tiles can be batched.
+    every window has the same shape and tiles can be batched. With a ``region`` (whose starts
+    must be multiples of ``multiple``) only its pixels are cores, but windows still take their
+    context from the whole image, so a region's prediction equals that part of the whole one.
     """
+    region = region or tuple(slice(0, n) for n in shape)
+    if any(r.start % multiple for r in region):
+        raise ValueError(f"region starts must be multiples of {multiple}, got {region}")
     padded = [_round_up(s, multiple) for s in shape]
     cores = [max(multiple, _round_up(t, multiple)) for t in tile_size]
     halos = [_round_up(h, multiple) for h in halo]
-    window = [min(p, c + 2 * h) for p, c, h in zip(padded, cores, halos, strict=True)]
+    window = [
+        min(p, _round_up(r.stop - r.start, multiple) + 2 * h, c + 2 * h)
+        for p, r, c, h in zip(padded, region, cores, halos, strict=True)
+    ]
     per_axis: list[list[tuple[slice, slice, slice]]] = []
-    for n, p, c, h, w in zip(shape, padded, cores, halos, window, strict=True):
+    for n, p, c, h, w, r in zip(shape, padded, cores, halos, window, region, strict=True):
         if w == p:
             # The whole axis fits in one window: one tile, no seams at all.
-            per_axis.append([(slice(0, p), slice(0, n), slice(0, n))])
+            per_axis.append([(slice(0, p), r, r)])
             continue
         axis_tiles = []
-        for start in range(0, n, c):
-            stop = min(start + c, n)
+        for start in range(r.start, r.stop, c):
+            stop = min(start + c, r.stop, n)
             w_start = min(max(start - h, 0), p - w)
             axis_tiles.append(
                 (
@@ -135,6 +147,13 @@ def _taper(window: tuple[int, ...], core_in_window: tuple[slice, ...]) -> np.nda
     return weights
 
 
+def _shift(core: tuple[slice, ...], region: tuple[slice, ...]) -> tuple[slice, ...]:
+    """A core in image coordinates as an index into the region's output array."""
+    return tuple(
+        slice(c.start - r.start, c.stop - r.start) for c, r in zip(core, region, strict=True)
+    )
+
+
 def activation(logits: torch.Tensor) -> torch.Tensor:
     """Logits to probabilities: sigmoid for one output channel, softmax over channels otherwise."""
     return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
@@ -163,6 +182,7 @@ def predict_tiled(
     blend: bool = False,
     output: str = "probabilities",
     threshold: float = 0.5,
+    region: tuple[slice, ...] | None = None,
 ) -> Iterator[TileProgress]:
     """Predict ``source`` tile by tile into the preallocated ``out``, yielding progress.
 
@@ -183,6 +203,9 @@ def predict_tiled(
         in place at the end.
     output : "probabilities" or "labels".
     threshold : foreground threshold for labels of one- or two-class models.
+    region : predict only this part of the image (slices with steps of 1, starts multiples of
+        the model's ``size_multiple``), with context from around it; ``out`` then has the
+        region's shape. Used to segment very large images part by part.
     """
     config = model.config
     dims = config.spatial_dims
@@ -192,7 +215,14 @@ def predict_tiled(
         raise UserInputError(f"output must be 'probabilities' or 'labels', got {output!r}")
     if blend and output != "probabilities":
         raise UserInputError("blending needs probabilities output")
-    expected = (config.out_channels, *shape) if output == "probabilities" else shape
+    if region is not None:
+        if blend:
+            raise UserInputError("blending works on whole images only, not on a region")
+        region = tuple(slice(*r.indices(n)[:2]) for r, n in zip(region, shape, strict=True))
+    else:
+        region = tuple(slice(0, n) for n in shape)
+    region_shape = tuple(r.stop - r.start for r in region)
+    expected = (config.out_channels, *region_shape) if output == "probabilities" else region_shape
     if tuple(out.shape) != expected:
         raise UserInputError(f"output array has shape {tuple(out.shape)}, expected {expected}")
     if halo == "exact":
@@ -202,10 +232,10 @@ def predict_tiled(
     halos = (halo,) * dims if isinstance(halo, int) else tuple(halo)
     multiple = config.size_multiple
     if tile_size is None:
-        tiles_ = default_tile_size(shape, halos, multiple)
+        tiles_ = default_tile_size(region_shape, halos, multiple)
     else:
         tiles_ = (tile_size,) * dims if isinstance(tile_size, int) else tuple(tile_size)
-    tiles, window = plan_tiles(shape, tiles_, halos, multiple)
+    tiles, window = plan_tiles(shape, tiles_, halos, multiple, region)
     # Batch small windows (GPUs like it); never stack large ones beyond the budget.
     batch_size = max(1, min(int(batch_size), WINDOW_BUDGET[dims] // math.prod(window)))
     padded = tuple(_round_up(s, multiple) for s in shape)
@@ -248,9 +278,11 @@ def predict_tiled(
                     out[(slice(None), *real)] += p[(slice(None), *in_win)] * wt
                     weight_sum[real] += wt
                 elif output == "probabilities":
-                    out[(slice(None), *tile.core)] = p[(slice(None), *tile.core_in_window)]
+                    out[(slice(None), *_shift(tile.core, region))] = p[
+                        (slice(None), *tile.core_in_window)
+                    ]
                 else:
-                    out[tile.core] = probabilities_to_labels(
+                    out[_shift(tile.core, region)] = probabilities_to_labels(
                         p[(slice(None), *tile.core_in_window)], threshold
                     )
             yield TileProgress(min(first + batch_size, len(tiles)), len(tiles))
