@@ -99,7 +99,9 @@ def run_method(method: str, net_name: str, size: int, repeats: int, out: Path) -
     def ours(precision: str) -> np.ndarray:
         source = ImageSource(image, dims, Preprocessing(), 1)
         prob = np.zeros((config.out_channels, *source.shape), np.float32)
-        for _ in predict_tiled(net, source, prob, device=device, precision=precision):
+        # The exact mode keeps the full receptive radius as halo in 3D too.
+        halo = "exact" if precision == "float32" else "auto"
+        for _ in predict_tiled(net, source, prob, device=device, precision=precision, halo=halo):
             pass
         return prob
 

@@ -167,6 +167,27 @@ def test_predict_never_overwrites_without_asking(dataset, model, capsys):
     assert main([*argv, "--overwrite"]) == 0
 
 
+def test_predict_reads_zarr_arrays_like_tiffs(dataset, model, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    image = tifffile.imread(dataset / "val/images/img3.tif")
+    stored = zarr.open_array(
+        tmp_path / "in" / "img3.zarr",
+        mode="w",
+        shape=image.shape,
+        chunks=(32, 32),
+        dtype=image.dtype,
+    )
+    stored[:] = image
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    argv = ["predict", "--model", str(model), "--out"]
+    assert main([*argv, str(tmp_path / "from_tif"), str(dataset / "val/images/img3.tif")]) == 0
+    assert main([*argv, str(tmp_path / "from_zarr"), str(tmp_path / "in")]) == 0
+    expected = tifffile.imread(tmp_path / "from_tif" / "img3_labels.tif")
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "from_zarr" / "img3_labels.tif"), expected
+    )
+
+
 def _write(path, array):
     path.parent.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(path, array)

@@ -3,7 +3,14 @@ import pytest
 import torch
 from tests.conftest import randomise_batchnorm
 
-from napari_unet.core import ImageSource, Preprocessing, UNet, UNetConfig, predict_tiled
+from napari_unet.core import (
+    ImageSource,
+    Preprocessing,
+    UNet,
+    UNetConfig,
+    UserInputError,
+    predict_tiled,
+)
 from napari_unet.core.normalize import apply_stats
 from napari_unet.core.tiling import activation, plan_tiles, probabilities_to_labels
 
@@ -126,10 +133,30 @@ def test_default_tiles_take_the_whole_image_when_it_fits_and_bound_the_window_ot
 
     assert default_tile_size((1000, 700), (122, 122), 16) == (1008, 704)  # one window, no halo
     cores = default_tile_size((20000, 3000), (122, 122), 16)
-    _, window = plan_tiles((20000, 3000), cores, (122, 122), 16)
-    assert np.prod(window) <= WINDOW_BUDGET[2] and min(cores) >= 1024  # halos stay a small share
+    tiles, window = plan_tiles((20000, 3000), cores, (122, 122), 16)
+    assert np.prod(window) <= WINDOW_BUDGET[2]
+    assert len(tiles) * np.prod(window) < 1.6 * 20000 * 3000  # halos stay a small share
     net = randomise_batchnorm(UNet(UNetConfig(depth=2, base_features=4)))
     source = ImageSource(np.random.default_rng(0).random((300, 200)), 2, Preprocessing(), 1)
     out = np.zeros((2, 300, 200), np.float32)
     progress = list(predict_tiled(net, source, out, batch_size=64))
     assert progress[-1].total == 1
+
+
+def test_default_3d_tiles_take_short_axes_whole_and_cap_the_halo():
+    from napari_unet.core.tiling import WINDOW_BUDGET, default_tile_size, resolve_halo
+
+    config3 = UNetConfig(spatial_dims=3, depth=3, base_features=16)
+    assert resolve_halo("exact", config3) == (58,) * 3
+    halo = resolve_halo("auto", config3)
+    assert halo == (16,) * 3  # exact 3D halos would leave tiny cores in budget-sized windows
+    assert resolve_halo("auto", UNetConfig(depth=4)) == (122, 122)  # 2D stays exact
+    for shape in [(128, 1024, 1024), (40, 2048, 2048), (300, 300, 300)]:
+        cores = default_tile_size(shape, halo, 8)
+        tiles, window = plan_tiles(shape, cores, halo, 8)
+        assert np.prod(window) <= WINDOW_BUDGET[3]
+        assert len(tiles) * np.prod(window) < 3.5 * np.prod(shape)  # MONAI's default: 2.4-4x
+        if shape[0] <= 128:
+            assert cores[0] == shape[0] == window[0]  # a short axis in one piece: no seams
+    with pytest.raises(UserInputError, match="halo"):
+        resolve_halo("big", config3)

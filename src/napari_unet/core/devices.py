@@ -112,3 +112,35 @@ def warm_up() -> None:
     optimizer = torch.optim.AdamW(net.parameters())
     net(torch.zeros(1, 1, 8, 8)).sum().backward()
     optimizer.step()
+
+
+_MALLOPT = {"M_TRIM_THRESHOLD": -1, "M_TOP_PAD": -2, "M_MMAP_MAX": -4}
+_memory_reuse: bool | None = None
+
+
+def reuse_freed_cpu_memory() -> bool:
+    """Make glibc keep freed memory for reuse instead of unmapping it; True when in effect.
+
+    A CPU forward pass allocates activations of tens of MB; glibc serves each from a fresh
+    memory map and unmaps it when freed, so every pass page-faults its whole working set
+    again: half the time of a 1536 x 1536 window went to the kernel here (2.9 MP/s against
+    5.8 MP/s with reuse, nuclei model, 2 cores). The price: the process keeps the memory of
+    its largest prediction until it exits, as jemalloc or tcmalloc would. No effect on other C
+    libraries or systems; GPU memory is not concerned.
+    """
+    global _memory_reuse
+    if _memory_reuse is None:
+        _memory_reuse = False
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6")
+            # Heap instead of maps; trim only beyond 2 GB of free top; grow in 256 MB steps.
+            _memory_reuse = bool(
+                libc.mallopt(_MALLOPT["M_MMAP_MAX"], 0)
+                and libc.mallopt(_MALLOPT["M_TRIM_THRESHOLD"], 2**31 - 1)
+                and libc.mallopt(_MALLOPT["M_TOP_PAD"], 256 * 2**20)
+            )
+        except (OSError, AttributeError):
+            pass  # not glibc (macOS, Windows, musl): nothing to tune
+    return _memory_reuse

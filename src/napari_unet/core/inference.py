@@ -13,6 +13,7 @@ from .checkpoint import ModelFile, load_model
 from .devices import describe_device, resolve_device
 from .errors import UserInputError
 from .instances import instances_from_probabilities
+from .model import fold_batchnorm
 from .normalize import ImageSource
 from .stitching import iter_instances_in_blocks
 from .tiling import TileProgress, predict_tiled, probabilities_to_labels
@@ -72,7 +73,8 @@ class Segmenter:
         self.model_file = model if isinstance(model, ModelFile) else load_model(model)
         self.device = resolve_device(device)
         self.precision = precision
-        self.net = self.model_file.build(self.device)
+        # Prediction never trains this copy: batch norm folds into the convolutions.
+        self.net = fold_batchnorm(self.model_file.build(self.device))
 
     @property
     def device_name(self) -> str:
@@ -87,7 +89,7 @@ class Segmenter:
         keep_probabilities: bool = False,
         threshold: float = 0.5,
         tile_size: int | tuple[int, ...] | None = None,
-        halo: int | str = "exact",
+        halo: int | str = "auto",
         batch_size: int = 4,
         min_size: int = 0,
         seed_threshold: float = 0.5,

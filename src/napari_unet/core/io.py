@@ -16,19 +16,31 @@ from .errors import UserInputError
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".gif", ".jpg", ".jpeg", ".bmp")
 
 
-def is_image_file(path: Path) -> bool:
+def is_zarr_array(path: Path) -> bool:
+    """A folder holding a zarr array (``.zarr``, v2 or v3 layout), read lazily by :func:`read_image`."""
     return (
-        path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+        path.is_dir()
+        and path.suffix.lower() == ".zarr"
+        and any((path / marker).is_file() for marker in ("zarr.json", ".zarray"))
     )
+
+
+def is_image_file(path: Path) -> bool:
+    if path.name.startswith("."):
+        return False
+    return (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES) or is_zarr_array(path)
 
 
 def read_image(path: str | os.PathLike, *, memmap: bool = False) -> np.ndarray:
     """Read a TIFF (any compression imagecodecs knows, LZW included), PNG, GIF, JPEG or BMP.
 
     ``memmap=True`` maps uncompressed TIFFs instead of loading them (others load normally).
-    Single-frame GIFs come back as 2D or RGB arrays, not as a stack of one frame.
+    A ``.zarr`` folder holding one array comes back as a zarr array, read lazily (needs the
+    ``zarr`` package). Single-frame GIFs come back as 2D or RGB arrays, not a stack of one.
     """
     path = Path(path)
+    if is_zarr_array(path):
+        return _open_zarr(path)
     if not path.is_file():
         raise UserInputError(f"image file {path} does not exist")
     suffix = path.suffix.lower()
@@ -54,6 +66,19 @@ def read_image(path: str | os.PathLike, *, memmap: bool = False) -> np.ndarray:
     if suffix == ".gif" and image.ndim >= 3 and image.shape[0] == 1:
         image = image[0]
     return image
+
+
+def _open_zarr(path: Path):
+    try:
+        import zarr
+    except ImportError as err:
+        raise UserInputError(
+            f"reading {path.name} needs the zarr package: pip install zarr"
+        ) from err
+    try:
+        return zarr.open_array(path, mode="r")
+    except Exception as err:
+        raise UserInputError(f"cannot read the zarr array {path}: {err}") from err
 
 
 def read_labels(path: str | os.PathLike) -> np.ndarray:
@@ -118,7 +143,9 @@ def list_images(folder_or_files: list[str | os.PathLike] | str | os.PathLike) ->
     found: list[Path] = []
     for item in items:
         path = Path(item)
-        if path.is_dir():
+        if is_zarr_array(path):
+            found.append(path)
+        elif path.is_dir():
             found += sorted(p for p in path.iterdir() if is_image_file(p))
         elif path.is_file():
             found.append(path)
@@ -126,7 +153,7 @@ def list_images(folder_or_files: list[str | os.PathLike] | str | os.PathLike) ->
             raise UserInputError(f"{path} does not exist")
     if not found:
         raise UserInputError(
-            f"no image files ({', '.join(IMAGE_SUFFIXES)}) found in {', '.join(map(str, items))}"
+            f"no image files ({', '.join(IMAGE_SUFFIXES)}, .zarr) found in {', '.join(map(str, items))}"
         )
     return found
 

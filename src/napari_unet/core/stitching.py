@@ -20,21 +20,22 @@ import numpy as np
 import torch
 
 from .instances import BOUNDARY, INTERIOR, seeded_watershed
-from .model import UNet, receptive_radius
+from .model import UNet
 from .normalize import ImageSource
-from .tiling import TileProgress, _round_up, default_tile_size, predict_tiled
+from .tiling import TileProgress, _round_up, default_tile_size, predict_tiled, resolve_halo
 
 # How far an object may reach beyond the block that owns its centre (pixels), by dimension:
 # nuclei and cells of the images this is made for are far smaller.
 DEFAULT_MARGIN = {2: 64, 3: 32}
 
 
-def default_block_size(model: UNet, shape: tuple[int, ...]) -> tuple[int, ...]:
+def default_block_size(
+    model: UNet, shape: tuple[int, ...], halo: int | str = "auto"
+) -> tuple[int, ...]:
     """Block shape for an image of ``shape``: the core of the default network tile, so each
     block is one forward pass, and the whole image is one block when it fits one pass."""
     config = model.config
-    halo = (_round_up(receptive_radius(config), config.size_multiple),) * config.spatial_dims
-    return default_tile_size(shape, halo, config.size_multiple)
+    return default_tile_size(shape, resolve_halo(halo, config), config.size_multiple)
 
 
 def iter_instances_in_blocks(
@@ -62,7 +63,7 @@ def iter_instances_in_blocks(
     dims = len(shape)
     multiple = model.config.size_multiple
     if block_size is None:
-        block_size = default_block_size(model, shape)
+        block_size = default_block_size(model, shape, tiling.get("halo", "auto"))
     elif isinstance(block_size, int):
         block_size = (block_size,) * dims
     blocks = tuple(_round_up(b, multiple) for b in block_size)

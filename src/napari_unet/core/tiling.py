@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .devices import autocast, memory_format
+from .devices import autocast, memory_format, reuse_freed_cpu_memory
 from .errors import UserInputError
 from .model import UNet, padding_mode, receptive_radius
 from .normalize import ImageSource
@@ -98,28 +98,62 @@ def plan_tiles(
 
 # Pixels (voxels) per forward pass that the default tiling aims for: large windows waste less
 # on halos. A 1-megapixel window of a depth-4, base-16 U-Net took about 470 MB beyond the
-# model in float32 and 280 MB in bfloat16 (benchmarks/prediction_speed.py), so a full window
-# needs roughly 1.1 GB in float32 and 0.65 GB in bfloat16.
-WINDOW_BUDGET = {2: 1536 * 1536, 3: 96**3}
+# model in float32 and 280 MB in bfloat16 (benchmarks/prediction_speed.py), so a full 2D
+# window needs roughly 1.1 GB in float32 and 0.65 GB in bfloat16, a 3D one about 1 and 0.6 GB.
+WINDOW_BUDGET = {2: 1536 * 1536, 3: 128**3}
+
+
+def resolve_halo(halo: int | tuple[int, ...] | str, config) -> tuple[int, ...]:
+    """Halo per axis for ``halo``: "exact" is the receptive radius (tiled output equals the
+    whole-image output); "auto" is that radius capped at an eighth of the budget window's edge.
+
+    The cap only bites in 3D: a depth-3 net's exact radius of 58 voxels would leave 12-voxel
+    cores in 128-voxel windows, 12 times the work; 16 voxels of context (MONAI's default
+    overlap gives 12) keep the overhead near 2x, and volumes that fit one window stay exact.
+    """
+    dims = config.spatial_dims
+    if halo in ("exact", "auto"):
+        radius = receptive_radius(config)
+        if halo == "auto":
+            cap = round(WINDOW_BUDGET[dims] ** (1 / dims)) // 8
+            radius = min(radius, max(config.size_multiple, cap))
+        return (radius,) * dims
+    if isinstance(halo, str):
+        raise UserInputError(f"halo must be 'exact', 'auto' or a number of pixels, got {halo!r}")
+    return (int(halo),) * dims if isinstance(halo, (int, np.integer)) else tuple(halo)
 
 
 def default_tile_size(
     shape: tuple[int, ...], halo: tuple[int, ...], multiple: int
 ) -> tuple[int, ...]:
     """Core size for ``shape``: the whole image in one window when it fits the budget, else the
-    largest cores whose windows (core + 2 halos) fit it."""
+    largest cores whose windows (core + 2 halos) fit it. Axes short enough are taken whole
+    (no seams along them) and leave the rest of the budget to the others."""
     dims = len(shape)
     padded = [_round_up(s, multiple) for s in shape]
     budget = WINDOW_BUDGET[dims]
     if math.prod(padded) <= budget:
         return tuple(padded)
-    if dims == 3:
-        return (96,) * 3
-    edge = int(budget ** (1 / dims))
-    return tuple(
-        min(p, max(multiple, (edge - 2 * _round_up(h, multiple)) // multiple * multiple))
-        for p, h in zip(padded, halo, strict=True)
-    )
+    halos = [_round_up(h, multiple) for h in halo]
+    whole: set[int] = set()
+    while True:
+        left = budget / math.prod(padded[a] for a in whole)
+        edge = left ** (1 / (dims - len(whole))) + 1e-6  # float roots of exact powers
+        short = {a for a in range(dims) if a not in whole and padded[a] <= edge}
+        if not short:
+            break
+        whole |= short
+    cores = []
+    for a in range(dims):
+        if a in whole:
+            cores.append(padded[a])
+            continue
+        largest = max(multiple, (int(edge) - 2 * halos[a]) // multiple * multiple)
+        # As many tiles as the largest core needs, evened out: no thin last tile whose
+        # window would be mostly overlap.
+        count = -(-padded[a] // largest)
+        cores.append(min(padded[a], _round_up(-(-padded[a] // count), multiple)))
+    return tuple(cores)
 
 
 def _padded_index(window: slice, n: int, mode: str) -> slice | np.ndarray:
@@ -175,7 +209,7 @@ def predict_tiled(
     out: np.ndarray,
     *,
     tile_size: int | tuple[int, ...] | None = None,
-    halo: int | tuple[int, ...] | str = "exact",
+    halo: int | tuple[int, ...] | str = "auto",
     batch_size: int = 4,
     device: torch.device | str = "cpu",
     precision: str = "auto",
@@ -193,8 +227,9 @@ def predict_tiled(
     out : float32 array (K, *spatial) for ``output="probabilities"``, or an integer array
         (*spatial) for ``output="labels"``. May be a memory map: only the cores are written.
     tile_size : core size per axis, rounded up to ``2**depth``; None: the whole image in one
-        window when it fits :data:`WINDOW_BUDGET`, else the largest cores that do (3D: 96).
-    halo : context around each core: "exact" (the receptive radius, tiled == untiled) or pixels.
+        window when it fits :data:`WINDOW_BUDGET`, else the largest cores that do.
+    halo : context around each core: "exact" (the receptive radius: tiled == untiled), "auto"
+        (exact in 2D, capped in 3D, see :func:`resolve_halo`) or pixels.
     batch_size : windows per forward pass (at most what fits the window budget); memory grows
         with it, not with the image.
     device, precision : where and in which precision to run (see :mod:`.devices`).
@@ -225,11 +260,7 @@ def predict_tiled(
     expected = (config.out_channels, *region_shape) if output == "probabilities" else region_shape
     if tuple(out.shape) != expected:
         raise UserInputError(f"output array has shape {tuple(out.shape)}, expected {expected}")
-    if halo == "exact":
-        halo = receptive_radius(config)
-    elif isinstance(halo, str):
-        raise UserInputError(f"halo must be 'exact' or a number of pixels, got {halo!r}")
-    halos = (halo,) * dims if isinstance(halo, int) else tuple(halo)
+    halos = resolve_halo(halo, config)
     multiple = config.size_multiple
     if tile_size is None:
         tiles_ = default_tile_size(region_shape, halos, multiple)
@@ -247,6 +278,8 @@ def predict_tiled(
         weight_sum = np.zeros(shape, np.float32)
 
     model.eval()
+    if device.type == "cpu":
+        reuse_freed_cpu_memory()
     layout = memory_format(device, len(shape))
     model.to(device, memory_format=layout)
     yield TileProgress(0, len(tiles))
