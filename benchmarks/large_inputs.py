@@ -4,7 +4,7 @@
     python benchmarks/large_inputs.py --cases 2d-tiff --size 4096   # a quick look
 
 Each case runs the real command line (``napari_unet.cli.main``) in a fresh process, which
-reports its own peak resident memory (``ru_maxrss``: file pages of a memory-mapped input that
+reports its own peak resident memory (``VmHWM``: file pages of a memory-mapped input that
 were read count too) and its memory right after importing torch and the plugin. Cases:
 
 - ``2d-tiff``: a 16384 x 16384 uint16 fluorescence image (the bundled nuclei sample mirrored
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,14 +31,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _memory import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ("2d-tiff", "2d-zarr", "3d-tiff")
 GB = 2**30
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 def _nuclei_rows(rows: slice, width: int) -> np.ndarray:
@@ -101,13 +97,13 @@ def child(argv: list[str]) -> None:
     import napari_unet.core  # noqa: F401  (the plugin's imports count as runtime)
 
     torch.set_num_threads(torch.get_num_threads())
-    runtime = _rss_mb()
+    runtime = peak_rss_mb()
     started = time.perf_counter()
     status = cli.main(argv)
     seconds = time.perf_counter() - started
     print(
         json.dumps(
-            {"status": status, "seconds": seconds, "peak_mb": _rss_mb(), "runtime_mb": runtime}
+            {"status": status, "seconds": seconds, "peak_mb": peak_rss_mb(), "runtime_mb": runtime}
         )
     )
 
@@ -115,21 +111,21 @@ def child(argv: list[str]) -> None:
 def run_case(case: str, work: Path, size: int, stack: tuple[int, int, int]) -> dict:
     out = work / f"out-{case}"
     if case == "2d-tiff":
-        image = work / "slide.tif"
+        image = work / f"slide-{size}.tif"
         if not image.exists():
             make_2d_tiff(image, size)
         argv = ["predict", str(image), "--model", "nuclei", "--output", "instances"]
         in_bytes, out_bytes, pixels = size * size * 2, size * size * 4, size * size
         what = f"{size}x{size} uint16 TIFF (mapped), nuclei, instances (uint32)"
     elif case == "2d-zarr":
-        image = work / "slide.zarr"
+        image = work / f"slide-{size}.zarr"
         if not image.exists():
             make_2d_zarr(image, size)
         argv = ["predict", str(image), "--model", "nuclei"]
         in_bytes, out_bytes, pixels = size * size * 2, size * size, size * size
         what = f"{size}x{size} uint16 zarr, nuclei, semantic (uint8)"
     else:
-        image = work / "stack.tif"
+        image = work / ("stack-" + "x".join(map(str, stack)) + ".tif")
         model = work / "unet3d.pt"
         if not image.exists():
             make_3d_tiff(image, stack)

@@ -135,7 +135,8 @@ def test_default_tiles_take_the_whole_image_when_it_fits_and_bound_the_window_ot
     cores = default_tile_size((20000, 3000), (122, 122), 16)
     tiles, window = plan_tiles((20000, 3000), cores, (122, 122), 16)
     assert np.prod(window) <= WINDOW_BUDGET[2]
-    assert len(tiles) * np.prod(window) < 1.6 * 20000 * 3000  # halos stay a small share
+    # Windows of 1024^2 (memory) with 128-pixel halos: under twice the work of the image.
+    assert len(tiles) * np.prod(window) < 2.0 * 20000 * 3000
     net = randomise_batchnorm(UNet(UNetConfig(depth=2, base_features=4)))
     source = ImageSource(np.random.default_rng(0).random((300, 200)), 2, Preprocessing(), 1)
     out = np.zeros((2, 300, 200), np.float32)
@@ -149,7 +150,7 @@ def test_default_3d_tiles_take_short_axes_whole_and_cap_the_halo():
     config3 = UNetConfig(spatial_dims=3, depth=3, base_features=16)
     assert resolve_halo("exact", config3) == (58,) * 3
     halo = resolve_halo("auto", config3)
-    assert halo == (16,) * 3  # exact 3D halos would leave tiny cores in budget-sized windows
+    assert halo[0] <= 16  # exact 3D halos would leave tiny cores in budget-sized windows
     assert resolve_halo("auto", UNetConfig(depth=4)) == (122, 122)  # 2D stays exact
     for shape in [(128, 1024, 1024), (40, 2048, 2048), (300, 300, 300)]:
         cores = default_tile_size(shape, halo, 8)
@@ -160,3 +161,34 @@ def test_default_3d_tiles_take_short_axes_whole_and_cap_the_halo():
             assert cores[0] == shape[0] == window[0]  # a short axis in one piece: no seams
     with pytest.raises(UserInputError, match="halo"):
         resolve_halo("big", config3)
+
+
+class _RunsOutOfMemory(torch.nn.Module):
+    """A real network that fails like a full GPU when given more than ``fits`` windows."""
+
+    def __init__(self, net, fits):
+        super().__init__()
+        self.net, self.config, self.fits, self.batches = net, net.config, fits, []
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        if x.shape[0] > self.fits:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.net(x)
+
+
+def test_out_of_memory_halves_the_tile_batch_and_finishes():
+    net = randomise_batchnorm(UNet(UNetConfig(depth=2, base_features=4)))
+    source = ImageSource(np.random.default_rng(2).random((128, 96)), 2, Preprocessing(), 1)
+    reference = np.zeros((2, 128, 96), np.float32)
+    list(predict_tiled(net, source, reference, tile_size=32, precision="float32"))
+    flaky = _RunsOutOfMemory(net, fits=1)
+    out = np.zeros_like(reference)
+    progress = list(
+        predict_tiled(flaky, source, out, tile_size=32, batch_size=4, precision="float32")
+    )
+    assert flaky.batches[:3] == [4, 2, 1] and set(flaky.batches[3:]) == {1}
+    assert progress[-1].done == progress[-1].total
+    np.testing.assert_allclose(out, reference, atol=1e-6)
+    with pytest.raises(UserInputError, match=r"out of memory .* smaller tile size"):
+        list(predict_tiled(_RunsOutOfMemory(net, fits=0), source, out, tile_size=32))

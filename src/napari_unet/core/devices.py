@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+import os
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 import torch
 
@@ -114,33 +117,61 @@ def warm_up() -> None:
     optimizer.step()
 
 
-_MALLOPT = {"M_TRIM_THRESHOLD": -1, "M_TOP_PAD": -2, "M_MMAP_MAX": -4}
-_memory_reuse: bool | None = None
+_MALLOPT = {"M_TRIM_THRESHOLD": -1, "M_TOP_PAD": -2, "M_MMAP_THRESHOLD": -3, "M_MMAP_MAX": -4}
+_GLIBC_MMAP_MAX = 65536  # glibc's default for M_MMAP_MAX
+_libc: Any = None
+_libc_checked = False
 
 
-def reuse_freed_cpu_memory() -> bool:
-    """Make glibc keep freed memory for reuse instead of unmapping it; True when in effect.
-
-    A CPU forward pass allocates activations of tens of MB; glibc serves each from a fresh
-    memory map and unmaps it when freed, so every pass page-faults its whole working set
-    again: half the time of a 1536 x 1536 window went to the kernel here (2.9 MP/s against
-    5.8 MP/s with reuse, nuclei model, 2 cores). The price: the process keeps the memory of
-    its largest prediction until it exits, as jemalloc or tcmalloc would. No effect on other C
-    libraries or systems; GPU memory is not concerned.
-    """
-    global _memory_reuse
-    if _memory_reuse is None:
-        _memory_reuse = False
+def _tuned_libc() -> Any:
+    """glibc, set up once to keep freed heap memory, or None (other systems, or opted out)."""
+    global _libc, _libc_checked
+    if not _libc_checked:
+        _libc_checked = True
+        if os.environ.get("NAPARI_UNET_MALLOC_REUSE", "1") == "0":
+            return None
         try:
             import ctypes
 
             libc = ctypes.CDLL("libc.so.6")
-            # Heap instead of maps; trim only beyond 2 GB of free top; grow in 256 MB steps.
-            _memory_reuse = bool(
-                libc.mallopt(_MALLOPT["M_MMAP_MAX"], 0)
-                and libc.mallopt(_MALLOPT["M_TRIM_THRESHOLD"], 2**31 - 1)
-                and libc.mallopt(_MALLOPT["M_TOP_PAD"], 256 * 2**20)
-            )
+            # Never give the heap's free top back (the next pass needs it again), and keep
+            # allocations up to 32 MB (glibc's largest threshold) on the heap.
+            if libc.mallopt(_MALLOPT["M_TRIM_THRESHOLD"], 2**31 - 1) and libc.mallopt(
+                _MALLOPT["M_MMAP_THRESHOLD"], 128 * 2**10
+            ):
+                _libc = libc
         except (OSError, AttributeError):
             pass  # not glibc (macOS, Windows, musl): nothing to tune
-    return _memory_reuse
+    return _libc
+
+
+@contextmanager
+def reuse_cpu_memory() -> Iterator[None]:
+    """Within this block, glibc serves even large allocations from its heap, where the
+    memory freed by one forward pass is reused by the next.
+
+    By default each CPU activation of tens of MB is a fresh memory map, page-faulted on every
+    pass and unmapped after: half the time of a 1536 x 1536 window went to the kernel here
+    (2.9 MP/s against 5.8 MP/s with reuse; nuclei model, 2 cores). Only the forward pass runs
+    inside the block, so the heap stays the size of one pass (kept until the process exits,
+    as jemalloc or tcmalloc would) while large arrays made elsewhere (labels, bands) are still
+    mapped and returned when freed. Not on other C libraries or systems; GPU memory is not
+    concerned. ``NAPARI_UNET_MALLOC_REUSE=0`` opts out.
+    """
+    libc = _tuned_libc()
+    if libc is None:
+        yield
+        return
+    libc.mallopt(_MALLOPT["M_MMAP_MAX"], 0)
+    try:
+        yield
+    finally:
+        libc.mallopt(_MALLOPT["M_MMAP_MAX"], _GLIBC_MMAP_MAX)
+
+
+def release_cpu_memory() -> None:
+    """Give the heap memory kept by :func:`reuse_cpu_memory` back to the system; call it when
+    a prediction is over, so an idle napari session does not hold its last forward pass."""
+    libc = _tuned_libc()
+    if libc is not None:
+        libc.malloc_trim(0)

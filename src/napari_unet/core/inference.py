@@ -10,7 +10,7 @@ import torch
 
 from .arrays import moveaxis
 from .checkpoint import ModelFile, load_model
-from .devices import describe_device, resolve_device
+from .devices import describe_device, release_cpu_memory, resolve_device
 from .errors import UserInputError
 from .instances import instances_from_probabilities
 from .model import fold_batchnorm
@@ -151,6 +151,8 @@ class Segmenter:
             labels = instances_from_foreground(labels > 0, min_size)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+        elif self.device.type == "cpu":
+            release_cpu_memory()
         return Prediction(labels, prob, self.device_name)
 
     def predict(

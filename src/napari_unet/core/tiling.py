@@ -14,12 +14,13 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .devices import autocast, memory_format, reuse_freed_cpu_memory
+from .devices import autocast, memory_format, reuse_cpu_memory
 from .errors import UserInputError
 from .model import UNet, padding_mode, receptive_radius
 from .normalize import ImageSource
@@ -96,11 +97,15 @@ def plan_tiles(
     return tiles, tuple(window)
 
 
-# Pixels (voxels) per forward pass that the default tiling aims for: large windows waste less
-# on halos. A 1-megapixel window of a depth-4, base-16 U-Net took about 470 MB beyond the
-# model in float32 and 280 MB in bfloat16 (benchmarks/prediction_speed.py), so a full 2D
-# window needs roughly 1.1 GB in float32 and 0.65 GB in bfloat16, a 3D one about 1 and 0.6 GB.
-WINDOW_BUDGET = {2: 1536 * 1536, 3: 128**3}
+# One forward pass over the whole image when it has at most this many pixels (voxels): no
+# halo is computed at all, and Segment on a normal image is a single pass.
+WHOLE_IMAGE_BUDGET = {2: 1536 * 1536, 3: 128**3}
+# Larger images are cut into windows of at most this many pixels (voxels), and batches of
+# windows stay within it. Per-pixel speed hardly depends on the window size once memory is
+# reused (benchmarks/large_inputs.py), but memory does: one CPU forward pass of a base-16 net
+# in bfloat16 peaked at 290 MB for a 1024^2 window and 680 MB for 1536^2 (2D, depth 4), and
+# at 410 MB for 128 x 96^2 and 720 MB for 128^3 voxels (3D, depth 3).
+WINDOW_BUDGET = {2: 1024 * 1024, 3: 112**3}
 
 
 def resolve_halo(halo: int | tuple[int, ...] | str, config) -> tuple[int, ...]:
@@ -126,34 +131,45 @@ def resolve_halo(halo: int | tuple[int, ...] | str, config) -> tuple[int, ...]:
 def default_tile_size(
     shape: tuple[int, ...], halo: tuple[int, ...], multiple: int
 ) -> tuple[int, ...]:
-    """Core size for ``shape``: the whole image in one window when it fits the budget, else the
-    largest cores whose windows (core + 2 halos) fit it. Axes short enough are taken whole
+    """Core size for ``shape``: the whole image in one window when it fits
+    :data:`WHOLE_IMAGE_BUDGET`, else the largest cores whose windows (core + 2 halos) fit
+    :data:`WINDOW_BUDGET`. Axes short enough are taken whole
     (no seams along them) and leave the rest of the budget to the others."""
     dims = len(shape)
     padded = [_round_up(s, multiple) for s in shape]
-    budget = WINDOW_BUDGET[dims]
-    if math.prod(padded) <= budget:
+    if math.prod(padded) <= WHOLE_IMAGE_BUDGET[dims]:
         return tuple(padded)
+    budget = WINDOW_BUDGET[dims]
     halos = [_round_up(h, multiple) for h in halo]
-    whole: set[int] = set()
-    while True:
-        left = budget / math.prod(padded[a] for a in whole)
-        edge = left ** (1 / (dims - len(whole))) + 1e-6  # float roots of exact powers
-        short = {a for a in range(dims) if a not in whole and padded[a] <= edge}
-        if not short:
-            break
-        whole |= short
-    cores = []
-    for a in range(dims):
-        if a in whole:
-            cores.append(padded[a])
+    best: tuple[int, tuple[int, ...]] | None = None
+    # Try every choice of axes taken whole (at most 8 in 3D) and keep the least total work.
+    for whole in itertools.product((False, True), repeat=dims):
+        fixed = math.prod(p for p, w in zip(padded, whole, strict=True) if w)
+        free = whole.count(False)
+        if fixed > budget or free == 0:
             continue
-        largest = max(multiple, (int(edge) - 2 * halos[a]) // multiple * multiple)
-        # As many tiles as the largest core needs, evened out: no thin last tile whose
-        # window would be mostly overlap.
-        count = -(-padded[a] // largest)
-        cores.append(min(padded[a], _round_up(-(-padded[a] // count), multiple)))
-    return tuple(cores)
+        edge = (budget / fixed) ** (1 / free) + 1e-6  # float roots of exact powers
+        cores, work = [], 1
+        for p, h, w in zip(padded, halos, whole, strict=True):
+            if w:
+                cores.append(p)
+                work *= p
+                continue
+            largest = (int(edge) - 2 * h) // multiple * multiple
+            if largest < multiple:
+                break
+            # As many tiles as the largest core needs, evened out: no thin last tile whose
+            # window would be mostly overlap.
+            count = -(-p // largest)
+            core = min(p, _round_up(-(-p // count), multiple))
+            cores.append(core)
+            work *= -(-p // core) * min(p, core + 2 * h)
+        else:
+            if best is None or work < best[0]:
+                best = (work, tuple(cores))
+    if best is None:  # halos too wide for the budget: the smallest cores
+        return tuple(min(p, multiple) for p in padded)
+    return best[1]
 
 
 def _padded_index(window: slice, n: int, mode: str) -> slice | np.ndarray:
@@ -179,6 +195,11 @@ def _taper(window: tuple[int, ...], core_in_window: tuple[slice, ...]) -> np.nda
         shape[axis] = w
         weights *= ramp.reshape(shape)
     return weights
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """True for a device (CUDA, MPS) or CPU allocation failure."""
+    return isinstance(err, torch.OutOfMemoryError) or "can't allocate memory" in str(err)
 
 
 def _shift(core: tuple[slice, ...], region: tuple[slice, ...]) -> tuple[slice, ...]:
@@ -227,11 +248,12 @@ def predict_tiled(
     out : float32 array (K, *spatial) for ``output="probabilities"``, or an integer array
         (*spatial) for ``output="labels"``. May be a memory map: only the cores are written.
     tile_size : core size per axis, rounded up to ``2**depth``; None: the whole image in one
-        window when it fits :data:`WINDOW_BUDGET`, else the largest cores that do.
+        window when it fits :data:`WHOLE_IMAGE_BUDGET`, else windows of :data:`WINDOW_BUDGET`.
     halo : context around each core: "exact" (the receptive radius: tiled == untiled), "auto"
         (exact in 2D, capped in 3D, see :func:`resolve_halo`) or pixels.
     batch_size : windows per forward pass (at most what fits the window budget); memory grows
-        with it, not with the image.
+        with it, not with the image. When the device runs out of memory the batch is halved
+        and prediction goes on; a single window that does not fit raises UserInputError.
     device, precision : where and in which precision to run (see :mod:`.devices`).
     blend : accumulate whole windows with cosine weights instead of keeping cores (only for
         probabilities; softens seams when a small halo is chosen). ``out`` is then normalised
@@ -278,13 +300,13 @@ def predict_tiled(
         weight_sum = np.zeros(shape, np.float32)
 
     model.eval()
-    if device.type == "cpu":
-        reuse_freed_cpu_memory()
     layout = memory_format(device, len(shape))
     model.to(device, memory_format=layout)
     yield TileProgress(0, len(tiles))
+    first = 0
+    reuse = reuse_cpu_memory if device.type == "cpu" else nullcontext
     with torch.inference_mode():
-        for first in range(0, len(tiles), batch_size):
+        while first < len(tiles):
             batch = tiles[first : first + batch_size]
             blocks = [
                 source.read(
@@ -293,9 +315,23 @@ def predict_tiled(
                 for t in batch
             ]
             x = torch.from_numpy(np.stack(blocks)).to(device).contiguous(memory_format=layout)
-            with autocast(device, precision):
-                logits = model(x)
-            prob = activation(logits.float()).cpu().numpy()
+            try:
+                with reuse(), autocast(device, precision):
+                    logits = model(x)
+                    prob = activation(logits.float()).cpu().numpy()
+            except (torch.OutOfMemoryError, RuntimeError) as err:
+                if not _out_of_memory(err):
+                    raise
+                del x
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if len(batch) == 1:
+                    raise UserInputError(
+                        f"out of memory on {device} for one window of {'x'.join(map(str, window))}"
+                        " pixels; choose a smaller tile size"
+                    ) from None
+                batch_size = len(batch) // 2  # fewer windows per pass, and go on
+                continue
             for tile, p in zip(batch, prob, strict=True):
                 if blend:
                     # Whole window, cropped to the real image, weighted by a cosine taper.
@@ -318,6 +354,7 @@ def predict_tiled(
                     out[_shift(tile.core, region)] = probabilities_to_labels(
                         p[(slice(None), *tile.core_in_window)], threshold
                     )
-            yield TileProgress(min(first + batch_size, len(tiles)), len(tiles))
+            first += len(batch)
+            yield TileProgress(first, len(tiles))
     if blend:
         out /= np.maximum(weight_sum, 1e-6)

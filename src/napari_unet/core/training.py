@@ -124,6 +124,7 @@ class TrainProgress:
     val_score: float | None = None  # Trainer.score_name: Dice, or object F1@0.5 for instances
     best_score: float | None = None
     improved: bool = False
+    data_seconds: float = 0.0  # this run's time preparing batches (sampling, augmentation)
 
     @property
     def total_steps(self) -> int:
@@ -172,6 +173,7 @@ class Trainer:
     ):
         self.state = _State()
         self.resumed = resume
+        self._last_sample = 0.0
         resume_state = None
         if isinstance(model, ModelFile):
             self.net_config = model.config
@@ -319,13 +321,20 @@ class Trainer:
         started = time.perf_counter()
         epoch_losses: list[float] = []
         budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+        data_seconds = 0.0
+        batch = None
         while state.step < self.total_steps:
-            # Seed per step, so a resumed run draws what an uninterrupted one would have.
-            rng = np.random.default_rng([cfg.seed, state.step])
-            x, y = self.sampler.sample(self.batch_size, rng)
+            if batch is None:
+                batch, data_seconds = self._sample(state.step), data_seconds + self._last_sample
             done = max(state.step / self.total_steps, (state.seconds - start_seconds) / budget)
             self._set_learning_rate(done)
-            loss = self._step(torch.from_numpy(x), torch.from_numpy(y))
+            loss_tensor = self._step(*batch)
+            batch = None
+            if state.step + 1 < self.total_steps:
+                # Prepare the next batch while a GPU still works on this step (on the CPU,
+                # which computes synchronously, this changes nothing).
+                batch, data_seconds = self._sample(state.step + 1), data_seconds + self._last_sample
+            loss = float(loss_tensor)
             state.step += 1
             epoch_losses.append(loss)
             state.seconds = start_seconds + time.perf_counter() - started
@@ -343,6 +352,7 @@ class Trainer:
                 train_loss=float(np.mean(epoch_losses)),
                 seconds=state.seconds,
                 best_score=state.best_score,
+                data_seconds=data_seconds,
             )
             if epoch_end:
                 progress = self._end_epoch(progress)
@@ -361,7 +371,20 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = rate
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+    def _sample(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of ``step``; its preparation time goes to ``_last_sample``."""
+        started = time.perf_counter()
+        # Seed per step, so a resumed run draws what an uninterrupted one would have.
+        rng = np.random.default_rng([self.config.seed, step])
+        x, y = (torch.from_numpy(a) for a in self.sampler.sample(self.batch_size, rng))
+        if self.device.type == "cuda":
+            # Page-locked memory lets the copy to the GPU overlap with computation.
+            x, y = x.pin_memory(), y.pin_memory()
+        self._last_sample = time.perf_counter() - started
+        return x, y
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimisation step; returns the loss without waiting for the device."""
         self.model.train()
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.layout)
         y = y.to(self.device, non_blocking=True)
@@ -371,7 +394,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def _end_epoch(self, progress: TrainProgress) -> TrainProgress:
         val_loss, val_score = self.validate() if self.val_pairs else (None, None)
