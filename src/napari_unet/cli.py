@@ -335,7 +335,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         help="segment image files or folders with a model",
         description="Segment images; writes <name>_labels.tif (and <name>_probabilities.tif) per image.",
     )
-    p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        help="image files (TIFF, PNG, JPEG, ...; .zarr arrays with the zarr package) and/or folders",
+    )
     p.add_argument(
         "--model", required=True, help="model file or bundled model name (see `napari-unet info`)"
     )
@@ -375,8 +379,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tile-size",
         type=int,
-        help="tile edge in pixels (default: the whole image when it fits 1536x1536 pixels, "
-        "else tiles of that window size; 96 in 3D)",
+        help="tile edge in pixels (default: the whole image when it fits 1536x1536 pixels "
+        "(128^3 voxels), else windows of at most 1024^2 (112^3) cut for the least work)",
     )
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
