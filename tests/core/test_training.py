@@ -327,3 +327,21 @@ def test_cosine_schedule_decays_the_learning_rate_to_one_percent(disks):
     assert rates[-1] == pytest.approx(1e-2 * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * 0.9))))
     with pytest.raises(UserInputError, match="lr_schedule must be one of"):
         TrainConfig(lr_schedule="step")
+
+
+@pytest.mark.parametrize("shape", [(64, 48), (16, 24, 20)])
+def test_elastic_deformation_warps_image_and_labels_together(shape):
+    from napari_unet.core.data import Augmentation, augment
+
+    rng = np.random.default_rng(0)
+    targets = np.zeros(shape, np.int16)
+    targets[(slice(4, -4),) * len(shape)] = 1
+    targets[(slice(0, 2),) * len(shape)] = IGNORE
+    image = targets[np.newaxis].astype(np.float32) * 100
+    only_elastic = Augmentation(flips=False, rotations=False, intensity=False, elastic=True)
+    warped, warped_targets = augment(image, targets, only_elastic, rng)
+    assert warped.shape == image.shape and warped_targets.shape == targets.shape
+    assert set(np.unique(warped_targets)) <= {IGNORE, 0, 1}  # nearest: no invented classes
+    assert (warped_targets != targets).any()  # it moved
+    # Image and labels moved together: bright pixels are foreground where labels say so.
+    assert (warped[0][warped_targets == 1] > 50).mean() > 0.95

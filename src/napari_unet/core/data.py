@@ -275,7 +275,7 @@ def _elastic(
     shape = targets.shape
     sigma = max(shape) / 16
     alpha = max(shape) / 16  # displacement of up to about alpha pixels
-    coords = np.meshgrid(*(np.arange(s, dtype=np.float32) for s in shape), indexing="ij")
+    coords = list(np.meshgrid(*(np.arange(s, dtype=np.float32) for s in shape), indexing="ij"))
     for axis in range(len(shape)):
         field = gaussian_filter(rng.uniform(-1, 1, shape).astype(np.float32), sigma)
         field *= alpha / (np.abs(field).max() + 1e-6)
