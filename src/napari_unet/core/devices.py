@@ -117,7 +117,7 @@ def warm_up() -> None:
     optimizer.step()
 
 
-_MALLOPT = {"M_TRIM_THRESHOLD": -1, "M_TOP_PAD": -2, "M_MMAP_THRESHOLD": -3, "M_MMAP_MAX": -4}
+_MALLOPT = {"M_TRIM_THRESHOLD": -1, "M_MMAP_THRESHOLD": -3, "M_MMAP_MAX": -4}
 _GLIBC_MMAP_MAX = 65536  # glibc's default for M_MMAP_MAX
 _libc: Any = None
 _libc_checked = False
@@ -134,8 +134,10 @@ def _tuned_libc() -> Any:
             import ctypes
 
             libc = ctypes.CDLL("libc.so.6")
-            # Never give the heap's free top back (the next pass needs it again), and keep
-            # allocations up to 32 MB (glibc's largest threshold) on the heap.
+            # Never give the heap's free top back (the next pass needs it again). Setting
+            # the trim threshold freezes glibc's adaptive map threshold; pin it at its
+            # initial 128 kB, so large arrays made outside a forward pass stay memory maps,
+            # returned when freed, and do not fragment the heap.
             if libc.mallopt(_MALLOPT["M_TRIM_THRESHOLD"], 2**31 - 1) and libc.mallopt(
                 _MALLOPT["M_MMAP_THRESHOLD"], 128 * 2**10
             ):

@@ -17,7 +17,6 @@ import math
 from collections.abc import Iterator
 
 import numpy as np
-import torch
 
 from .instances import BOUNDARY, INTERIOR, seeded_watershed
 from .model import UNet
@@ -133,8 +132,6 @@ def _predict_band(
         local = (slice(None), *rest)
         interior[local] = prob[INTERIOR]
         foreground[local] = (prob[INTERIOR] + prob[BOUNDARY]) > foreground_threshold
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
     return interior, foreground
 
 

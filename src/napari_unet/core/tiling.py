@@ -112,9 +112,9 @@ def resolve_halo(halo: int | tuple[int, ...] | str, config) -> tuple[int, ...]:
     """Halo per axis for ``halo``: "exact" is the receptive radius (tiled output equals the
     whole-image output); "auto" is that radius capped at an eighth of the budget window's edge.
 
-    The cap only bites in 3D: a depth-3 net's exact radius of 58 voxels would leave 12-voxel
-    cores in 128-voxel windows, 12 times the work; 16 voxels of context (MONAI's default
-    overlap gives 12) keep the overhead near 2x, and volumes that fit one window stay exact.
+    The cap only bites in 3D: a depth-3 net's exact radius of 58 voxels would leave tiny
+    cores in 112-voxel windows, many times the work; 14 voxels of context (MONAI's default
+    overlap gives 12) keep it near 2x, and volumes that fit one pass stay exact.
     """
     dims = config.spatial_dims
     if halo in ("exact", "auto"):
@@ -133,8 +133,8 @@ def default_tile_size(
 ) -> tuple[int, ...]:
     """Core size for ``shape``: the whole image in one window when it fits
     :data:`WHOLE_IMAGE_BUDGET`, else the largest cores whose windows (core + 2 halos) fit
-    :data:`WINDOW_BUDGET`. Axes short enough are taken whole
-    (no seams along them) and leave the rest of the budget to the others."""
+    :data:`WINDOW_BUDGET`, choosing which axes to take whole (no seams along them) and how
+    many tiles per axis so that the total work, halos included, is least."""
     dims = len(shape)
     padded = [_round_up(s, multiple) for s in shape]
     if math.prod(padded) <= WHOLE_IMAGE_BUDGET[dims]:

@@ -173,7 +173,6 @@ class Trainer:
     ):
         self.state = _State()
         self.resumed = resume
-        self._last_sample = 0.0
         resume_state = None
         if isinstance(model, ModelFile):
             self.net_config = model.config
@@ -322,10 +321,18 @@ class Trainer:
         epoch_losses: list[float] = []
         budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
         data_seconds = 0.0
+
+        def prepare(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+            nonlocal data_seconds
+            started_batch = time.perf_counter()
+            batch = self._sample(step)
+            data_seconds += time.perf_counter() - started_batch
+            return batch
+
         batch = None
         while state.step < self.total_steps:
             if batch is None:
-                batch, data_seconds = self._sample(state.step), data_seconds + self._last_sample
+                batch = prepare(state.step)
             done = max(state.step / self.total_steps, (state.seconds - start_seconds) / budget)
             self._set_learning_rate(done)
             loss_tensor = self._step(*batch)
@@ -333,7 +340,7 @@ class Trainer:
             if state.step + 1 < self.total_steps:
                 # Prepare the next batch while a GPU still works on this step (on the CPU,
                 # which computes synchronously, this changes nothing).
-                batch, data_seconds = self._sample(state.step + 1), data_seconds + self._last_sample
+                batch = prepare(state.step + 1)
             loss = float(loss_tensor)
             state.step += 1
             epoch_losses.append(loss)
@@ -372,15 +379,13 @@ class Trainer:
             group["lr"] = rate
 
     def _sample(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch of ``step``; its preparation time goes to ``_last_sample``."""
-        started = time.perf_counter()
+        """The batch of ``step``."""
         # Seed per step, so a resumed run draws what an uninterrupted one would have.
         rng = np.random.default_rng([self.config.seed, step])
         x, y = (torch.from_numpy(a) for a in self.sampler.sample(self.batch_size, rng))
         if self.device.type == "cuda":
             # Page-locked memory lets the copy to the GPU overlap with computation.
             x, y = x.pin_memory(), y.pin_memory()
-        self._last_sample = time.perf_counter() - started
         return x, y
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
