@@ -104,6 +104,11 @@ def main() -> None:
         type=Path,
         help="keep each fold's model in this folder, and reuse the ones already there",
     )
+    parser.add_argument(
+        "--change",
+        default="",
+        help="train options overriding the recipe's, to try a variant, e.g. '--loss ce'",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     items = drive_images(args.data)
@@ -129,7 +134,9 @@ def main() -> None:
                 folder.mkdir(parents=True, exist_ok=True)
                 model = folder / f"drive-fold{index}.pt"
                 if not (args.keep and model.exists()):
-                    train_vessel_model(train, model, args.minutes, args.seed, args.device)
+                    train_vessel_model(
+                        train, model, args.minutes, args.seed, args.device, args.change.split()
+                    )
                 fold = score_vessels(model, held_out, args.device, per_image=per_image)
                 fold_tta = score_vessels(model, held_out, args.device, tta=True)
             unet.merge(fold)
@@ -150,7 +157,8 @@ def main() -> None:
         print("held-out images, AUC: " + ", ".join(
             f"{key} {m['auc']:.3f}" for key, m in sorted(per_image.items())
         ))  # fmt: skip
-        recipe = f"U-Net recipe, {args.minutes:g} min CPU per fold (held out)"
+        variant = f" with {args.change}" if args.change else ""
+        recipe = f"U-Net recipe{variant}, {args.minutes:g} min CPU per fold (held out)"
         results[recipe] = unet.pooled()["1"]
         results[recipe.replace("(held out)", "+ test-time augmentation")] = unet_tta.pooled()["1"]
         results["Frangi filter, green channel (held out)"] = classic.pooled()["1"]

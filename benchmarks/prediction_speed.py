@@ -10,7 +10,7 @@ method) the same image is predicted to probabilities by:
 - ``ours exact``: the same in float32 with the exact halo;
 - ``ours``: ``predict_tiled`` as the plugin runs it (``precision="auto"``: bfloat16 on CPUs
   with AMX and on GPUs; batch norm folded into the convolutions, as ``Segmenter`` does, and
-  on Linux glibc told to reuse freed memory, see ``reuse_freed_cpu_memory``);
+  on Linux glibc told to reuse freed memory, see ``reuse_cpu_memory``);
 - ``MONAI``: ``monai.inferers.sliding_window_inference`` with ROI 256 (96 in 3D), overlap
   0.25, gaussian blending, float32: the peer most users would pick, at its defaults;
 - ``MONAI bf16``: the same under the same autocast and memory layout as ``ours``.
@@ -39,7 +39,13 @@ import torch
 from _memory import peak_rss_mb
 
 from napari_unet.core import ImageSource, Preprocessing, UNet, UNetConfig, predict_tiled
-from napari_unet.core.devices import autocast, autocast_dtype, memory_format, resolve_device
+from napari_unet.core.devices import (
+    autocast,
+    autocast_dtype,
+    memory_format,
+    resolve_device,
+    reuse_cpu_memory,
+)
 from napari_unet.core.model import fold_batchnorm, padding_mode
 
 NETS = {
@@ -62,12 +68,20 @@ def build_net(name: str) -> UNet:
     return net.eval()
 
 
+def test_shape(name: str, size: int) -> tuple[int, ...]:
+    """size x size in 2D; in 3D a volume of size^2 x 4 voxels (1024: 112 x 192 x 192), larger
+    than MONAI's ROI of 96 in every axis, so that no method pads it."""
+    if NETS[name].spatial_dims == 2:
+        return (size, size)
+    edge = size * 3 // 16
+    return (size * 4 * size // edge // edge // 16 * 16, edge, edge)
+
+
 def test_image(name: str, size: int) -> np.ndarray:
     """A smooth, structured uint16 image (random blobs), so outputs are not trivially flat."""
     from scipy import ndimage
 
-    dims = NETS[name].spatial_dims
-    shape = (size,) * 2 if dims == 2 else (max(16, size // 16), size // 4, size // 4)
+    shape = test_shape(name, size)
     noise = np.random.default_rng(0).random(shape, dtype=np.float32)
     blobs = ndimage.gaussian_filter(noise, 4)
     return ((blobs - blobs.min()) / np.ptp(blobs) * 60000).astype(np.uint16)
@@ -173,15 +187,19 @@ def conv_ceiling(net_name: str, size: int, precision: str) -> dict:
         hook.remove()
     layout = memory_format(device, dims)
     total, flops = 0.0, 0.0
-    with torch.inference_mode(), autocast(device, precision):
+    # Under the same heap reuse as the tiler: otherwise every output of tens of MB is a fresh
+    # memory map and the "ceiling" times page faults, not arithmetic.
+    with torch.inference_mode(), autocast(device, precision), reuse_cpu_memory():
         for module, shape in shapes:
             module = module.to(memory_format=layout)
             inp = torch.randn(shape, device=device).contiguous(memory_format=layout)
             module(inp)
             best = np.inf
-            for _ in range(3):
+            for _ in range(5):
+                _sync(device)
                 started = time.perf_counter()
                 output = module(inp)
+                _sync(device)
                 best = min(best, time.perf_counter() - started)
             total += best
             kernel = int(np.prod(module.kernel_size))
@@ -190,11 +208,37 @@ def conv_ceiling(net_name: str, size: int, precision: str) -> dict:
             else:
                 positions = int(np.prod(output.shape[2:]))
             flops += 2 * module.in_channels * module.out_channels * kernel * positions
+    matmul = matmul_peak(device, precision)
     return {
         "mpix_per_s": image.size / 1e6 / total,
         "gflop_per_mpix": flops / 1e9 / (image.size / 1e6),
         "gflop_per_s": flops / 1e9 / total,
+        "matmul_gflop_per_s": matmul,
+        "matmul_mpix_per_s": matmul / (flops / 1e9 / (image.size / 1e6)),
     }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, precision: str, n: int = 4096) -> float:
+    """GFLOP/s of a dense n x n matrix product in the precision the network runs in: the
+    machine's arithmetic peak, which no convolution of few channels reaches."""
+    dtype = autocast_dtype(device, precision) or torch.float32
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    best = np.inf
+    with torch.inference_mode():
+        a @ b
+        for _ in range(5):
+            _sync(device)
+            started = time.perf_counter()
+            a @ b
+            _sync(device)
+            best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / 1e9 / best
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -224,7 +268,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--nets", default="base16,base32,3d", help=f"from {', '.join(NETS)}")
-    parser.add_argument("--size", type=int, default=1024, help="2D edge (3D: size/16 x size/4^2)")
+    parser.add_argument("--size", type=int, default=1024, help="2D edge (3D: see test_shape)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--methods", default=",".join(METHODS))
@@ -259,7 +303,7 @@ def main() -> None:
 
 def _print_table(net: str, size: int, rows: dict[str, dict], ceiling: dict) -> None:
     config = NETS[net]
-    shape = f"{size}x{size}" if config.spatial_dims == 2 else f"{max(16, size // 16)}x{size // 4}^2"
+    shape = "x".join(map(str, test_shape(net, size)))
     print(f"\n{net} (depth {config.depth}, {config.spatial_dims}D), input {shape}, "
           f"threads {torch.get_num_threads()}")  # fmt: skip
     print("| method | MP/s | seconds | vs MONAI | peak extra MB | max abs diff | mean abs diff |")
@@ -287,6 +331,11 @@ def _print_table(net: str, size: int, rows: dict[str, dict], ceiling: dict) -> N
                 f"ceiling ({precision}): {c['mpix_per_s']:.3f} MP/s "
                 f"({c['gflop_per_mpix']:.1f} GFLOP per MP at {c['gflop_per_s']:.0f} GFLOP/s){share}"
             )
+            if "matmul_gflop_per_s" in c:
+                print(
+                    f"  dense matmul peak ({precision}): {c['matmul_gflop_per_s']:.0f} GFLOP/s, "
+                    f"i.e. at most {c['matmul_mpix_per_s']:.3f} MP/s for this network"
+                )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -77,15 +78,21 @@ def link_subset(items: list[DriveImage], into: Path) -> tuple[Path, Path]:
 
 
 def train_vessel_model(
-    items: list[DriveImage], out: Path, minutes: float, seed: int = 1, device: str = "auto"
+    items: list[DriveImage],
+    out: Path,
+    minutes: float,
+    seed: int = 1,
+    device: str = "auto",
+    changes: Sequence[str] = (),
 ) -> None:
-    """Train the retina recipe on ``items`` for ``minutes`` and write the model to ``out``."""
+    """Train the retina recipe on ``items`` for ``minutes`` and write the model to ``out``;
+    ``changes`` are ``napari-unet train`` options that override the recipe's (to try one)."""
     with tempfile.TemporaryDirectory() as tmp:
         images, labels = link_subset(items, Path(tmp))
         code = cli([
             "train", "--images", str(images), "--labels", str(labels), "--pattern", r"^(\d+)_",
             "--out", str(out), "--overwrite", "--minutes", str(minutes), "--seed", str(seed),
-            "--device", device, "--description", DESCRIPTION, *RECIPE,
+            "--device", device, "--description", DESCRIPTION, *RECIPE, *changes,
         ])  # fmt: skip
     if code != 0:
         raise SystemExit(code)

@@ -188,6 +188,27 @@ def test_predict_reads_zarr_arrays_like_tiffs(dataset, model, tmp_path):
     )
 
 
+def test_predict_segments_a_stack_slice_by_slice_with_a_2d_model(dataset, tmp_path):
+    names = ["train/images/img0.tif", "train/images/img1.tif", "val/images/img3.tif"]
+    slices = [tifffile.imread(dataset / name) for name in names]
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack(slices))  # (Z, Y, X), Z = 3
+    argv = ["predict", "--model", "nuclei", "--output", "instances"]  # the bundled model
+    assert main([*argv, "--out", str(tmp_path / "stack_out"), str(tmp_path / "stack.tif")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "one"), *(str(dataset / n) for n in names)]) == 0
+    stack = tifffile.imread(tmp_path / "stack_out" / "stack_labels.tif")
+    assert stack.shape == (3, *slices[0].shape)
+    seen: set[int] = set()
+    for z, name in enumerate(names):
+        alone = tifffile.imread(
+            tmp_path / "one" / name.split("/")[-1].replace(".tif", "_labels.tif")
+        )
+        np.testing.assert_array_equal(stack[z] > 0, alone > 0)
+        ids = set(np.unique(stack[z])) - {0}
+        assert len(ids) == alone.max() and not ids & seen  # object ids unique in the stack
+        seen |= ids
+    assert len(seen) > 3
+
+
 def _write(path, array):
     path.parent.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(path, array)

@@ -391,7 +391,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _run_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .core import Segmenter, UserInputError, io
+    from .core import Segmenter, StackProgress, UserInputError, io, iter_predict_stack
+    from .core.inference import leading_shape, run_to_end, stack_channel_axis
 
     files = io.list_images(args.inputs)
     out_dir = Path(args.out)
@@ -420,31 +421,48 @@ def _run_predict(args: argparse.Namespace) -> int:
         f"model {args.model} on {segmenter.device_name}; {len(files)} image(s) -> {out_dir}",
         file=sys.stderr,
     )
+    dims = segmenter.model_file.config.spatial_dims
     for f in files:
         image = io.read_image(f, memmap=True)
+        options = {
+            "output": args.output,
+            "keep_probabilities": args.probabilities,
+            "threshold": args.threshold,
+            "tile_size": args.tile_size,
+            "batch_size": args.batch_size,
+            "min_size": args.min_size,
+            "seed_threshold": args.seed_threshold,
+            "test_time_augmentation": args.tta,
+        }
         with tqdm(
             desc=f.name, unit="tile", file=sys.stderr, dynamic_ncols=True, leave=False, disable=None
         ) as bar:
 
             def report(p, bar=bar):
-                bar.total = p.total
-                bar.n = p.done
+                if isinstance(p, StackProgress):  # tiles of all slices in one bar
+                    bar.total = p.blocks * p.tile.total
+                    bar.n = p.block * p.tile.total + p.tile.done
+                else:
+                    bar.total = p.total
+                    bar.n = p.done
                 bar.refresh()
 
             try:
-                result = segmenter.predict(
-                    image,
-                    progress=report,
-                    channel_axis=args.channel_axis,
-                    output=args.output,
-                    keep_probabilities=args.probabilities,
-                    threshold=args.threshold,
-                    tile_size=args.tile_size,
-                    batch_size=args.batch_size,
-                    min_size=args.min_size,
-                    seed_threshold=args.seed_threshold,
-                    test_time_augmentation=args.tta,
+                channel_axis = stack_channel_axis(
+                    image.shape, segmenter.model_file, args.channel_axis
                 )
+                stack = leading_shape(tuple(image.shape), dims, channel_axis)
+                if stack:  # e.g. a z-stack for a 2D model: one slice at a time
+                    print(
+                        f"{f.name}: {math.prod(stack)} {dims}D slice(s) (stack axes {stack})",
+                        file=sys.stderr,
+                    )
+                    steps = iter_predict_stack(
+                        segmenter, image, channel_axis=channel_axis, **options
+                    )
+                else:
+                    steps = segmenter.iter_predict(image, channel_axis=channel_axis, **options)
+                result = run_to_end(steps, report)
             except UserInputError as err:
                 raise UserInputError(f"{f.name}: {err}") from err
         labels_path, *prob_path = outputs[f]

@@ -109,3 +109,20 @@ def test_test_time_augmentation_makes_the_output_orientation_independent():
     assert np.abs(back - averaged).max() < 1e-5  # the same answer in any orientation
     unaugmented_back = np.rot90(plain_turned[:, :, ::-1], -1, axes=(1, 2))
     assert np.abs(unaugmented_back - plain).max() > 1e-3  # which a plain network does not give
+
+
+def test_stack_channel_axis_tells_stacks_from_channels():
+    from napari_unet.core.inference import stack_channel_axis
+
+    gray = _segmenter().model_file  # 2D, one input channel
+    assert stack_channel_axis((64, 64), gray) is None
+    assert stack_channel_axis((5, 64, 64), gray) is None  # a z-stack, not 5 channels
+    assert stack_channel_axis((2, 5, 64, 64), gray) is None  # time and z
+    assert stack_channel_axis((5, 64, 64, 3), gray) == -1  # colour: the error says so later
+    assert stack_channel_axis((5, 64, 64), gray, channel_axis=0) == 0  # explicit wins
+    two = _segmenter(in_channels=2).model_file
+    assert stack_channel_axis((64, 64, 2), two) == -1
+    assert stack_channel_axis((2, 64, 64), two) == 0
+    assert stack_channel_axis((7, 2, 64, 64), two) == 1  # ImageJ Z, C, Y, X
+    with pytest.raises(UserInputError, match="holds the model's 2 input channels"):
+        stack_channel_axis((7, 5, 64, 64), two)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -172,14 +173,21 @@ class Segmenter:
         test_time_augmentation : average over the 8 flips and rotations of the image plane
             (8 times slower; a little more accurate and orientation-independent).
         """
-        gen = self.iter_predict(image, **options)
-        while True:
-            try:
-                step = next(gen)
-            except StopIteration as done:
-                return done.value
-            if progress is not None:
-                progress(step)
+        return run_to_end(self.iter_predict(image, **options), progress)
+
+
+def run_to_end(
+    steps: Generator[Any, None, Prediction], progress: Callable[[Any], None] | None = None
+) -> Prediction:
+    """Drive a prediction generator (:meth:`Segmenter.iter_predict`, :func:`iter_predict_stack`)
+    to its end, showing each step to ``progress``; returns its result."""
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration as done:
+            return done.value
+        if progress is not None:
+            progress(step)
 
 
 @dataclass(frozen=True)
@@ -213,6 +221,36 @@ def leading_shape(
             f"the model is {spatial_dims}D but the image has only {len(axes)} non-channel axes {tuple(axes)}"
         )
     return tuple(axes[: len(axes) - spatial_dims])
+
+
+def stack_channel_axis(
+    shape: tuple[int, ...], model: ModelFile, channel_axis: int | None = None
+) -> int | None:
+    """The channel axis to use when ``model`` segments an image of ``shape`` that may hold
+    more axes than the model's spatial ones (a z-stack for a 2D model, time points, ...).
+
+    An explicit ``channel_axis`` wins. Single-channel models (and models that turn colour into
+    gray) see a colour last axis (3 or 4 entries) as channels and every other extra axis as a
+    stack axis. Multi-channel models look for an axis with as many entries as they have
+    input channels: the last, the first, then the second (ImageJ's Z, C, Y, X order).
+    """
+    if channel_axis is not None:
+        return channel_axis
+    config = model.config
+    if len(shape) <= config.spatial_dims:
+        return None
+    colour = shape[-1] in (3, 4)
+    if config.in_channels == 1 or model.preprocessing.channel_mode == "gray":
+        return -1 if colour else None
+    wanted = {config.in_channels} | ({4} if config.in_channels == 3 else set())
+    candidates = [-1, 0] + ([1] if len(shape) >= config.spatial_dims + 2 else [])
+    for axis in candidates:
+        if shape[axis] in wanted:
+            return axis
+    raise UserInputError(
+        f"cannot tell which axis of the image of shape {tuple(shape)} holds the model's "
+        f"{config.in_channels} input channels; give the channel axis explicitly"
+    )
 
 
 def iter_predict_stack(
