@@ -209,6 +209,33 @@ def test_predict_segments_a_stack_slice_by_slice_with_a_2d_model(dataset, tmp_pa
     assert len(seen) > 3
 
 
+def test_a_model_on_one_channel_of_colour_images(tmp_path, capsys):
+    for name, seed in (("a", 0), ("b", 1)):
+        image, labels = disks_image(seed=seed)
+        noise = np.random.default_rng(seed).integers(0, 999, (*image.shape, 3)).astype(np.uint16)
+        noise[..., 1] = image  # the objects only show in the green channel
+        _write(tmp_path / "images" / f"{name}.tif", noise)
+        _write(tmp_path / "labels" / f"{name}.tif", labels)
+    model = tmp_path / "green.pt"
+    argv = ["train", "--images", str(tmp_path / "images"), "--labels", str(tmp_path / "labels")]
+    assert main([*argv, "--out", str(model), "--input-channel", "1", *ONE_QUICK_EPOCH, *TINY]) == 0
+    capsys.readouterr()
+    assert main(["info", str(model)]) == 0
+    assert "1 channel(s), only channel 1 of the image" in capsys.readouterr().out
+    out = tmp_path / "out"
+    assert (
+        main(["predict", "--model", str(model), str(tmp_path / "images"), "--out", str(out)]) == 0
+    )
+    assert tifffile.imread(out / "a_labels.tif").shape == disks_image(seed=0)[0].shape
+    gray = tmp_path / "gray.tif"
+    _write(gray, disks_image(seed=2)[0])
+    assert main(["predict", "--model", str(model), str(gray), "--out", str(out)]) == 2
+    assert "uses channel 1" in _error_line(capsys)
+    both = [*argv, "--out", str(tmp_path / "x.pt"), "--gray", "--input-channel", "1"]
+    assert main(both) == 2
+    assert "exclude each other" in _error_line(capsys)
+
+
 def _write(path, array):
     path.parent.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(path, array)

@@ -104,6 +104,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--gray", action="store_true", help="convert colour images to grayscale (one-channel model)"
     )
+    p.add_argument(
+        "--input-channel",
+        type=int,
+        metavar="N",
+        help="use only channel N of the images (0-based; e.g. 1, the green channel of RGB "
+        "fundus photographs): a one-channel model",
+    )
     p.add_argument("--depth", type=int, default=4, help="U-Net depth (default 4)")
     p.add_argument(
         "--base-features", type=int, default=32, help="features at full resolution (default 32)"
@@ -204,7 +211,12 @@ def _run_train(args: argparse.Namespace) -> int:
         args.task = base.task
     else:
         dims = 3 if args.three_d else 2
-        preprocessing = Preprocessing(channel_mode="gray" if args.gray else "as_is")
+        if args.gray and args.input_channel is not None:
+            raise UserInputError("--gray and --input-channel exclude each other; give one")
+        if args.input_channel is not None:
+            preprocessing = Preprocessing(channel_mode="single", channel=args.input_channel)
+        else:
+            preprocessing = Preprocessing(channel_mode="gray" if args.gray else "as_is")
         in_channels = None
         args.classes = args.classes or 2
         args.task = {"kind": "semantic"}
@@ -704,7 +716,11 @@ def describe_model(spec: str) -> str:
         *([f"description:    {m.description}"] if m.description else []),
         f"architecture:   {c.spatial_dims}D U-Net, depth {c.depth}, {c.base_features} base features, {c.norm} norm, "
         f"{c.upsample} upsampling, dropout {c.dropout}; {params:,} parameters",
-        f"input:          {c.in_channels} channel(s), {pp.channel_mode} channels, {pp.norm} normalisation"
+        f"input:          {c.in_channels} channel(s), "
+        + {"as_is": "channels as they are", "gray": "colour turned to gray"}.get(
+            pp.channel_mode, f"only channel {pp.channel} of the image"
+        )
+        + f", {pp.norm} normalisation"
         + (f" ({pp.low}-{pp.high} percentiles)" if pp.norm == "percentile" else ""),
         f"classes:        {', '.join(m.class_names)}",
         "task:           "

@@ -39,6 +39,18 @@ def test_gray_mode_turns_colour_into_one_channel_and_rgba_loses_alpha():
     assert three.shape == (3, 32, 32)
 
 
+def test_single_mode_keeps_one_channel_and_says_when_it_is_missing():
+    rgb = np.random.default_rng(0).integers(0, 255, (32, 32, 3)).astype(np.uint8)
+    green = Preprocessing(channel_mode="single", channel=1)
+    whole = (slice(None), slice(None))
+    kept = ImageSource(rgb, 2, green, 1).read(whole)
+    alone = ImageSource(rgb[..., 1], 2, Preprocessing(), 1).read(whole)
+    np.testing.assert_array_equal(kept, alone)  # the green channel, normalised on its own
+    assert Preprocessing.from_dict(green.to_dict()) == green  # stored in model files
+    with pytest.raises(UserInputError, match=r"uses channel 1 .* has 1 channel"):
+        ImageSource(rgb[..., 0], 2, green, 1)
+
+
 def test_channel_mismatch_is_reported_before_any_work():
     with pytest.raises(UserInputError, match=r"expects 1 input channel.*has 3"):
         ImageSource(np.zeros((32, 32, 3), np.uint8), 2, Preprocessing(), 1)

@@ -14,7 +14,7 @@ import numpy as np
 from .arrays import add_leading_axis, moveaxis
 from .errors import UserInputError
 
-CHANNEL_MODES = ("as_is", "gray")
+CHANNEL_MODES = ("as_is", "gray", "single")
 NORM_MODES = ("percentile", "fixed", "none")
 # Luminance weights (ITU-R BT.709), as skimage.color.rgb2gray uses.
 _LUMA = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
@@ -30,7 +30,10 @@ class Preprocessing:
     ----------
     channel_mode : "as_is" keeps the image's channels (an RGBA image loses its alpha when the
         model takes 3 channels); "gray" turns RGB(A) into luminance, so colour and grayscale
-        images can train and run one single-channel model.
+        images can train and run one single-channel model; "single" keeps only channel
+        ``channel`` (e.g. 1, the green channel of fundus photographs, where vessels have the
+        most contrast and the choroid underneath shows least).
+    channel : the channel kept by "single" (0-based).
     norm : "percentile" maps the ``low``/``high`` percentiles of each image to 0/1 (robust to
         any dtype and exposure); "fixed" maps ``fixed_min``/``fixed_max`` to 0/1; "none" only
         converts to float.
@@ -46,12 +49,15 @@ class Preprocessing:
     per_channel: bool = True
     fixed_min: float = 0.0
     fixed_max: float = 255.0
+    channel: int = 0
 
     def __post_init__(self) -> None:
         if self.channel_mode not in CHANNEL_MODES:
             raise UserInputError(
                 f"channel_mode must be one of {CHANNEL_MODES}, got {self.channel_mode!r}"
             )
+        if self.channel < 0:
+            raise UserInputError(f"the channel to keep must be 0 or more, got {self.channel}")
         if self.norm not in NORM_MODES:
             raise UserInputError(f"norm must be one of {NORM_MODES}, got {self.norm!r}")
         if not 0 <= self.low < self.high <= 100:
@@ -109,6 +115,13 @@ def select_channels(
 ) -> np.ndarray:
     """Map a (C, ...) float block to the ``in_channels`` the model takes, or raise."""
     channels = block.shape[0]
+    if preprocessing.channel_mode == "single":
+        if preprocessing.channel >= channels:
+            raise UserInputError(
+                f"the model uses channel {preprocessing.channel} of its input images, "
+                f"but the image has {channels} channel(s)"
+            )
+        block, channels = block[preprocessing.channel : preprocessing.channel + 1], 1
     if preprocessing.channel_mode == "gray" and channels > 1:
         if channels in (3, 4):
             block = np.tensordot(_LUMA, block[:3], axes=1)[np.newaxis]
@@ -131,7 +144,7 @@ def select_channels(
 
 def model_channels(raw_channels: int, preprocessing: Preprocessing) -> int:
     """Number of channels the network sees for an image with ``raw_channels`` channels."""
-    if preprocessing.channel_mode == "gray":
+    if preprocessing.channel_mode in ("gray", "single"):
         return 1
     return raw_channels
 
