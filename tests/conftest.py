@@ -1,7 +1,14 @@
-"""Shared fixtures: tiny synthetic images and tiny networks keep the suite fast on 2 cores."""
+"""Shared fixtures: tiny synthetic images and tiny networks keep the suite fast on 2 cores.
+
+``--precision float32|bfloat16`` runs the suite with "auto" meaning that precision (through
+``NAPARI_UNET_PRECISION``, which CLI subprocesses inherit), so one machine exercises the path
+that machines with and without AMX take by default. ``.ci/run`` runs the whole suite in
+float32 and the tests marked ``numerics`` (those that train or predict) again in bfloat16.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +16,34 @@ import pytest
 import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+PRECISION_ENV = "NAPARI_UNET_PRECISION"  # napari_unet.core.devices reads it
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        default=None,
+        help='what precision="auto" means in this run (default: what the machine picks)',
+    )
+
+
+def pytest_configure(config):
+    chosen = config.getoption("--precision")
+    if chosen and chosen != "auto":
+        os.environ[PRECISION_ENV] = chosen
+    elif chosen == "auto":
+        os.environ.pop(PRECISION_ENV, None)
+
+
+def pytest_report_header(config):
+    import torch
+
+    from napari_unet.core.devices import autocast_dtype
+
+    dtype = autocast_dtype(torch.device("cpu"), "auto")
+    name = "float32" if dtype is None else str(dtype).removeprefix("torch.")
+    return f"napari-unet: precision 'auto' on the CPU means {name}"
 
 
 def disks_image(shape=(96, 96), n=8, radius=6, seed=0, dtype=np.uint16):

@@ -10,6 +10,8 @@ import tifffile
 from napari_unet.cli import main
 from napari_unet.core import Segmenter, bundled_models, load_model
 
+pytestmark = pytest.mark.numerics  # trains or predicts: run in both precisions
+
 
 def test_nuclei_model_is_bundled_small_and_safe():
     models = bundled_models()

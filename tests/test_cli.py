@@ -11,6 +11,8 @@ from tests.conftest import disks_image
 
 from napari_unet.cli import main
 
+pytestmark = pytest.mark.numerics  # trains or predicts: run in both precisions
+
 ONE_QUICK_EPOCH = ["--epochs", "1", "--steps-per-epoch", "2", "--val-fraction", "0"]
 TINY = [
     "--depth",

@@ -8,6 +8,7 @@ import torch
 
 from napari_unet.core import ImageSource, Preprocessing, UNet, UNetConfig, predict_tiled
 from napari_unet.core.devices import (
+    PRECISION_ENV,
     autocast_dtype,
     cpu_has_fast_bfloat16,
     memory_format,
@@ -16,13 +17,26 @@ from napari_unet.core.devices import (
 from napari_unet.core.errors import UserInputError
 
 
-def test_cpu_auto_precision_is_bfloat16_only_with_amx():
+def test_cpu_auto_precision_is_bfloat16_only_with_amx(monkeypatch):
+    monkeypatch.delenv(PRECISION_ENV, raising=False)
     cpu = torch.device("cpu")
     expected = torch.bfloat16 if cpu_has_fast_bfloat16() else None
     assert autocast_dtype(cpu, "auto") is expected
     assert autocast_dtype(cpu, "float32") is None
     with pytest.raises(UserInputError, match="precision must be one of"):
         autocast_dtype(cpu, "double")
+
+
+def test_environment_variable_says_what_auto_means(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setenv(PRECISION_ENV, "bfloat16")
+    assert autocast_dtype(cpu, "auto") is torch.bfloat16
+    assert autocast_dtype(cpu, "float32") is None  # an explicit choice still wins
+    monkeypatch.setenv(PRECISION_ENV, "float32")
+    assert autocast_dtype(cpu, "auto") is None
+    monkeypatch.setenv(PRECISION_ENV, "fp8")
+    with pytest.raises(UserInputError, match=f"{PRECISION_ENV}='fp8' is not a precision"):
+        autocast_dtype(cpu, "auto")
 
 
 def test_channels_last_for_2d_only():

@@ -13,6 +13,8 @@ from napari_unet.core import (
     iter_predict_stack,
 )
 
+pytestmark = pytest.mark.numerics  # trains or predicts: run in both precisions
+
 
 def _segmenter(in_channels=1):
     config = UNetConfig(depth=2, base_features=4, in_channels=in_channels)

@@ -20,6 +20,8 @@ from napari_unet.core.instances import (
 )
 from napari_unet.core.losses import IGNORE
 
+pytestmark = pytest.mark.numerics  # trains or predicts: run in both precisions
+
 
 def _touching_pair():
     labels = np.zeros((40, 60), np.uint16)

@@ -10,6 +10,8 @@ from napari_unet.core import InstanceAccumulator, Segmenter, io
 from napari_unet.core.arrays import AxesView, add_leading_axis, moveaxis
 from napari_unet.core.inference import instances_from_foreground
 
+pytestmark = pytest.mark.numerics  # trains or predicts: run in both precisions
+
 SAMPLES = Path(__file__).resolve().parents[2] / "src" / "napari_unet" / "samples"
 
 

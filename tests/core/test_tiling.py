@@ -14,6 +14,8 @@ from napari_unet.core import (
 from napari_unet.core.normalize import apply_stats
 from napari_unet.core.tiling import activation, plan_tiles, probabilities_to_labels
 
+pytestmark = pytest.mark.numerics  # trains or predicts: run in both precisions
+
 
 def _whole_image(net, source):
     x = torch.from_numpy(apply_stats(np.asarray(source.view), source.offset, source.scale))

@@ -20,6 +20,8 @@ from napari_unet.core import (
 from napari_unet.core.losses import IGNORE, log_probabilities, segmentation_loss
 from napari_unet.core.metrics import MetricAccumulator
 
+pytestmark = pytest.mark.numerics  # trains or predicts: run in both precisions
+
 TINY = UNetConfig(depth=2, base_features=8)
 
 
@@ -147,12 +149,19 @@ def test_stop_and_resume_continues_exactly_where_it_stopped(tmp_path, disks):
 def test_fine_tuning_starts_from_the_given_weights(disks):
     image, labels = disks
     pairs = [_pair(image, labels)]
-    cfg = TrainConfig(epochs=4, steps_per_epoch=10, batch_size=4, patch_size=64, val_fraction=0)
+    cfg = TrainConfig(
+        epochs=4, steps_per_epoch=10, batch_size=4, patch_size=64, val_fraction=0,
+        learning_rate=1e-2,
+    )  # fmt: skip
     base = Trainer(pairs, TINY, cfg)
     list(base.train())
+    base_file = base.model_file()
+    tuned = Trainer(pairs, base_file, cfg)
+    for name, value in tuned.model.state_dict().items():
+        assert torch.equal(value, base_file.weights[name].to(value.dtype)), name
     scratch_first = next(Trainer(pairs, TINY, cfg).train()).train_loss
-    tuned_first = next(Trainer(pairs, base.model_file(), cfg).train()).train_loss
-    assert tuned_first < 0.7 * scratch_first
+    tuned_first = next(tuned.train()).train_loss
+    assert tuned_first < 0.5 * scratch_first
 
 
 def test_validation_is_scored_and_the_best_weights_are_kept():
@@ -228,11 +237,13 @@ def test_multiclass_training_separates_three_classes():
             image[rr, cc], labels[rr, cc] = 20, 2
     config = UNetConfig(depth=2, base_features=8, out_channels=3)
     pair = _pair(image, labels, num_classes=3)
+    # 150 steps: with 60, seeds 0-2 left the dark squares at Dice 0.59-0.72 in float32 on a
+    # CPU without AMX; with 150 every seed reached >= 0.978 in float32 and bfloat16.
     trainer = Trainer(
         [pair],
         config,
         TrainConfig(
-            epochs=6,
+            epochs=15,
             steps_per_epoch=10,
             batch_size=4,
             patch_size=64,
@@ -262,10 +273,15 @@ def test_3d_training_and_prediction():
     trainer = Trainer(
         [pair],
         UNetConfig(spatial_dims=3, depth=2, base_features=8),
-        TrainConfig(epochs=5, steps_per_epoch=6, patch_size=24, val_fraction=0, learning_rate=1e-2),
+        # 90 steps, cosine: Dice >= 0.99 for training seeds 0-3; with the 30 constant-rate
+        # steps this test once had, seeds 0-3 gave 0.06-0.94.
+        TrainConfig(
+            epochs=15, steps_per_epoch=6, patch_size=24, val_fraction=0, learning_rate=1e-2,
+            lr_schedule="cosine",
+        ),  # fmt: skip
     )
     losses = [p.train_loss for p in trainer.train() if p.epoch_end]
-    assert losses[-1] < 0.7 * losses[0]
+    assert losses[-1] < 0.5 * losses[0]
     assert trainer.patch_size == (24, 24, 24) and trainer.batch_size == 2
     pred = Segmenter(trainer.model_file(), device="cpu").predict(volume, tile_size=16).labels
     assert pred.shape == volume.shape and _dice(pred, labels) > 0.85

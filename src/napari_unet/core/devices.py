@@ -12,6 +12,7 @@ import torch
 from .errors import UserInputError
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+PRECISION_ENV = "NAPARI_UNET_PRECISION"
 
 
 def available_devices() -> list[str]:
@@ -57,10 +58,14 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
 
     "auto" picks bfloat16 on GPUs that support it, float16 on older CUDA GPUs, bfloat16 on CPUs
     with AMX matrix units (3-5x faster there, measured), and float32 on other CPUs and MPS,
-    where reduced precision is slower or less reliable for convolutions.
+    where reduced precision is slower or less reliable for convolutions. The environment
+    variable ``NAPARI_UNET_PRECISION`` (float32, bfloat16 or float16) overrides what "auto"
+    means, so one machine can exercise the path another machine would take by default.
     """
     if precision not in PRECISIONS:
         raise UserInputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        precision = auto_precision_override() or "auto"
     if precision == "float32":
         return None
     if precision == "auto":
@@ -70,6 +75,20 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if precision == "bfloat16" else torch.float16
+
+
+def auto_precision_override() -> str | None:
+    """The precision ``NAPARI_UNET_PRECISION`` gives "auto", or None when it is unset."""
+    value = os.environ.get(PRECISION_ENV, "").strip().lower()
+    if value in ("", "auto"):
+        return None
+    allowed = PRECISIONS[1:]
+    if value not in allowed:
+        raise UserInputError(
+            f"environment variable {PRECISION_ENV}={value!r} is not a precision; "
+            f"use one of {', '.join(allowed)}, or unset it"
+        )
+    return value
 
 
 def cpu_has_fast_bfloat16() -> bool:

@@ -122,14 +122,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 
 def write_image(path: str | os.PathLike, data: np.ndarray, *, overwrite: bool = False) -> Path:
-    """Write a TIFF (zlib-compressed) or PNG atomically; refuse to replace a file unless asked."""
+    """Write a TIFF (zlib-compressed) or PNG atomically; refuse to replace a file unless asked.
+
+    TIFFs are written as grey planes: what we write (labels, probabilities) is never a colour
+    photograph, even when its first axis has 3 entries (3 slices, 3 classes).
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise UserInputError(f"{path} already exists; pass --overwrite to replace it")
     if path.suffix.lower() in (".tif", ".tiff"):
         import tifffile
 
-        return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, data, compression="zlib"))
+        return atomic_write(
+            path,
+            lambda tmp: tifffile.imwrite(tmp, data, compression="zlib", photometric="minisblack"),
+        )
     import imageio.v3 as iio
 
     return atomic_write(path, lambda tmp: iio.imwrite(tmp, data))
