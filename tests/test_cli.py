@@ -440,3 +440,46 @@ def test_instance_model_from_the_command_line(dataset, capsys):
     assert "panoptic_quality" in table and "0.90" in table
     pooled = json.loads(report.read_text())["pooled"]["0.5"]
     assert pooled["tp"] + pooled["fn"] == 8  # the validation image holds 8 objects
+
+
+def test_predict_output_follows_the_model_unless_told(dataset, model, capsys):
+    image = str(dataset / "val/images/img3.tif")
+    # The bundled instance model: one label per object, as the Segment widget gives.
+    assert main(["predict", "--model", "nuclei", image, "--out", str(dataset / "nuc")]) == 0
+    assert "output instances (suits the model" in capsys.readouterr().err
+    objects = tifffile.imread(dataset / "nuc" / "img3_labels.tif")
+    assert objects.max() >= 5 and len(np.unique(objects)) == objects.max() + 1
+    # A one-class model: the mask and the probabilities, as the widget's probability output.
+    assert main(["predict", "--model", str(model), image, "--out", str(dataset / "bin")]) == 0
+    mask = tifffile.imread(dataset / "bin" / "img3_labels.tif")
+    prob = tifffile.imread(dataset / "bin" / "img3_probabilities.tif")
+    assert set(np.unique(mask)) <= {0, 1} and prob.shape == (2, *mask.shape)
+    np.testing.assert_array_equal(mask, (prob[1] > 0.5).astype(mask.dtype))
+    # An explicit choice wins: the class map only.
+    argv = ["predict", "--model", "nuclei", image, "--out", str(dataset / "sem")]
+    assert main([*argv, "--output", "semantic"]) == 0
+    assert set(np.unique(tifffile.imread(dataset / "sem" / "img3_labels.tif"))) <= {0, 1, 2}
+    assert not (dataset / "sem" / "img3_probabilities.tif").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--gray"], "--gray contradicts the --from model, which reads the image's channels"),
+        (["--input-channel", "1"], "--input-channel 1 contradicts the --from model"),
+        (["--depth", "3"], "--depth 3 contradicts the --from model (depth 2)"),
+        (["--norm", "group"], "--norm group contradicts the --from model (norm batch)"),
+        (["--3d"], "--3d contradicts the --from model, which is 2D"),
+    ],
+)
+def test_fine_tuning_refuses_options_that_contradict_the_model(
+    dataset, model, capsys, option, message
+):
+    argv = ["train", "--images", str(dataset / "train/images"), "--labels"]
+    argv += [str(dataset / "train/labels"), "--from", str(model), "--out", str(dataset / "t.pt")]
+    capsys.readouterr()
+    assert main([*argv, *option]) == 2
+    assert message in _error_line(capsys)
+    assert not (dataset / "t.pt").exists()
+    # What agrees with the model is accepted.
+    assert main([*argv, "--depth", "2", "--epochs", "1", "--steps-per-epoch", "1"]) == 0

@@ -111,13 +111,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="use only channel N of the images (0-based; e.g. 1, the green channel of RGB "
         "fundus photographs): a one-channel model",
     )
-    p.add_argument("--depth", type=int, default=4, help="U-Net depth (default 4)")
-    p.add_argument(
-        "--base-features", type=int, default=32, help="features at full resolution (default 32)"
-    )
-    p.add_argument("--norm", default="batch", choices=("batch", "instance", "group", "none"))
-    p.add_argument("--upsample", default="transpose", choices=("transpose", "interpolate"))
-    p.add_argument("--dropout", type=float, default=0.0)
+    # Architecture and input options shape a new model; a model given with --from or --resume
+    # brings its own, and a value that contradicts it is an error (see _check_model_options).
+    p.add_argument("--depth", type=int, help="U-Net depth (default 4)")
+    p.add_argument("--base-features", type=int, help="features at full resolution (default 32)")
+    p.add_argument("--norm", choices=("batch", "instance", "group", "none"), help="(default batch)")
+    p.add_argument("--upsample", choices=("transpose", "interpolate"), help="(default transpose)")
+    p.add_argument("--dropout", type=float, help="(default 0)")
     p.add_argument(
         "--patch-size", type=int, help="patch edge in pixels (default 256 in 2D, 64 in 3D)"
     )
@@ -139,6 +139,41 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--description", default="", help="text stored in the model file")
     p.set_defaults(run=_run_train)
+
+
+_ARCHITECTURE_OPTIONS = ("depth", "base_features", "norm", "upsample", "dropout")
+
+
+def _check_model_options(args: argparse.Namespace, base) -> None:
+    """With --from/--resume the model decides its architecture and how it reads images: an
+    option that says otherwise is an error, not silently ignored; one that agrees is fine."""
+    from .core import UserInputError
+
+    start = "--resume" if args.resume else "--from"
+    config, prep = base.config, base.preprocessing
+    for name in _ARCHITECTURE_OPTIONS:
+        value = getattr(args, name)
+        if value is not None and value != getattr(config, name):
+            raise UserInputError(
+                f"--{name.replace('_', '-')} {value} contradicts the {start} model "
+                f"({name.replace('_', ' ')} {getattr(config, name)}): a model keeps its "
+                "architecture; drop the option, or train a new model without " + start
+            )
+    reads = {"gray": "as grayscale", "single": f"only channel {prep.channel} of the image"}
+    model_reads = reads.get(prep.channel_mode, "the image's channels as they are")
+    if args.three_d and config.spatial_dims != 3:
+        raise UserInputError(f"--3d contradicts the {start} model, which is 2D")
+    if args.gray and prep.channel_mode != "gray":
+        raise UserInputError(
+            f"--gray contradicts the {start} model, which reads {model_reads}; drop --gray"
+        )
+    if args.input_channel is not None and (
+        prep.channel_mode != "single" or prep.channel != args.input_channel
+    ):
+        raise UserInputError(
+            f"--input-channel {args.input_channel} contradicts the {start} model, which reads "
+            f"{model_reads}; drop --input-channel"
+        )
 
 
 def _load_pairs(
@@ -197,6 +232,7 @@ def _run_train(args: argparse.Namespace) -> int:
         raise UserInputError("give both --val-images and --val-labels, or neither")
     base = load_model(args.from_model or args.resume) if (args.from_model or args.resume) else None
     if base is not None:
+        _check_model_options(args, base)
         dims, preprocessing, in_channels = (
             base.config.spatial_dims,
             base.preprocessing,
@@ -273,15 +309,12 @@ def _run_train(args: argparse.Namespace) -> int:
     elif base is not None:
         trainer = Trainer(pairs, base, config, val_pairs=val_pairs)
     else:
+        given = {name: getattr(args, name) for name in _ARCHITECTURE_OPTIONS}
         net = UNetConfig(
             spatial_dims=dims,
             in_channels=pairs[0].image.shape[0],
             out_channels=args.classes,
-            depth=args.depth,
-            base_features=args.base_features,
-            norm=args.norm,
-            upsample=args.upsample,
-            dropout=args.dropout,
+            **{name: value for name, value in given.items() if value is not None},
         )
         trainer = Trainer(
             pairs, net, config, preprocessing=preprocessing, val_pairs=val_pairs, task=args.task
@@ -358,9 +391,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument(
         "--output",
-        choices=("semantic", "instances"),
-        default="semantic",
-        help="semantic: class per pixel; instances: one label per connected object",
+        choices=("semantic", "instances", "probabilities"),
+        help="semantic: class per pixel; instances: one label per object; probabilities: the "
+        "class mask and the probabilities (default: what suits the model, as in napari: "
+        "instances for instance models, probabilities for one-class models such as vessels, "
+        "else semantic; `napari-unet info MODEL` says which)",
     )
     p.add_argument(
         "--probabilities", action="store_true", help="also write class probabilities (float32 TIFF)"
@@ -407,6 +442,9 @@ def _run_predict(args: argparse.Namespace) -> int:
     from .core.inference import leading_shape, run_to_end, stack_channel_axis
 
     files = io.list_images(args.inputs)
+    segmenter = Segmenter(args.model, device=args.device)
+    output = args.output or segmenter.model_file.suggested_output
+    write_probabilities = args.probabilities or output == "probabilities"
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserInputError(f"--out {out_dir} exists and is not a folder")
@@ -414,7 +452,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     for f in files:
         stem = f.name[: -len(f.suffix)]
         targets = [out_dir / f"{stem}_labels.tif"] + (
-            [out_dir / f"{stem}_probabilities.tif"] if args.probabilities else []
+            [out_dir / f"{stem}_probabilities.tif"] if write_probabilities else []
         )
         outputs[f] = targets
     stems = [t[0].name for t in outputs.values()]
@@ -427,18 +465,18 @@ def _run_predict(args: argparse.Namespace) -> int:
             raise UserInputError(
                 f"output exists: {', '.join(existing[:3])}{more}; pass --overwrite to replace"
             )
-    segmenter = Segmenter(args.model, device=args.device)
     out_dir.mkdir(parents=True, exist_ok=True)
     print(
-        f"model {args.model} on {segmenter.device_name}; {len(files)} image(s) -> {out_dir}",
+        f"model {args.model} on {segmenter.device_name}; {len(files)} image(s) -> {out_dir}; "
+        f"output {output}{'' if args.output else ' (suits the model; --output to change)'}",
         file=sys.stderr,
     )
     dims = segmenter.model_file.config.spatial_dims
     for f in files:
         image = io.read_image(f, memmap=True)
         options = {
-            "output": args.output,
-            "keep_probabilities": args.probabilities,
+            "output": output,
+            "keep_probabilities": write_probabilities,
             "threshold": args.threshold,
             "tile_size": args.tile_size,
             "batch_size": args.batch_size,
@@ -484,7 +522,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         n = int(result.labels.max())
         what = (
             f"{n} object(s)"
-            if args.output == "instances"
+            if output == "instances"
             else f"{(result.labels > 0).mean():.1%} foreground"
         )
         print(f"{f.name}: {what} -> {labels_path.name}", file=sys.stderr)

@@ -276,9 +276,13 @@ def test_3d_training_and_prediction():
         # 90 steps, cosine: Dice >= 0.99 for training seeds 0-3; with the 30 constant-rate
         # steps this test once had, seeds 0-3 gave 0.06-0.94.
         TrainConfig(
-            epochs=15, steps_per_epoch=6, patch_size=24, val_fraction=0, learning_rate=1e-2,
+            epochs=15,
+            steps_per_epoch=6,
+            patch_size=24,
+            val_fraction=0,
+            learning_rate=1e-2,
             lr_schedule="cosine",
-        ),  # fmt: skip
+        ),
     )
     losses = [p.train_loss for p in trainer.train() if p.epoch_end]
     assert losses[-1] < 0.5 * losses[0]

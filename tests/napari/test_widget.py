@@ -259,3 +259,24 @@ def test_training_keeps_napari_responsive(dock, qtbot):
     # The largest pause of the Qt event loop while training (the GUI target is 200 ms; the test
     # is looser so a busy CI machine does not fail it; benchmarks/gui_responsiveness.py reports it).
     assert max(gaps) < 1.0, f"napari froze for {max(gaps):.2f} s"
+
+
+def test_a_new_model_can_read_one_channel_of_a_colour_layer(dock, qtbot):
+    viewer = dock.viewer
+    image, truth = disks_image()
+    colour = np.random.default_rng(0).integers(0, 255, (*image.shape, 3)).astype(np.uint8)
+    colour[..., 1] = image // 4  # the objects only show in channel 1 (green)
+    viewer.add_image(colour, name="colour", rgb=True)
+    viewer.add_labels(truth, name="truth")
+    train = dock.train
+    train.rows[0].image.select(viewer.layers["colour"])
+    train.rows[0].labels.select(viewer.layers["truth"])
+    _tiny_training(train, epochs=1, steps=2)
+    train.input_mode.setCurrentText("one channel")
+    assert train.input_channel.isEnabled()
+    train.input_channel.setValue(1)
+    _wait(qtbot, train, train.start())
+    model = dock.session.trained
+    assert model is not None, train.last_message
+    assert model.config.in_channels == 1
+    assert model.preprocessing.channel_mode == "single" and model.preprocessing.channel == 1

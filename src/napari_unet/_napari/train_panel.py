@@ -54,6 +54,9 @@ from .session import TRAINED, Session
 
 NEW_MODEL = "new model"
 MODEL_KINDS = {"instances (objects)": "instances", "semantic (classes)": "semantic"}
+#: What a new model reads of each image (Preprocessing.channel_mode), as the CLI's
+#: --gray / --input-channel.
+INPUT_MODES = {"all channels": "as_is", "grayscale": "gray", "one channel": "single"}
 LABEL_KINDS = {"dense": "dense", "scribbles": "scribbles"}
 LABEL_KIND_HELP = (
     "dense: every pixel is labelled (e.g. a corrected prediction); 0 = background.\n"
@@ -204,6 +207,20 @@ class TrainPanel(QWidget):
         self.depth = QSpinBox(self, minimum=1, maximum=6, value=4)
         self.base = QSpinBox(self, minimum=4, maximum=128, value=16)
         self.classes = QSpinBox(self, minimum=2, maximum=32, value=2)
+        self.input_mode = QComboBox(self)
+        self.input_mode.addItems(list(INPUT_MODES))
+        self.input_mode.setToolTip(
+            "which channels of the image the model reads: all of them, their grey value, or one "
+            "channel only (e.g. channel 1, the green channel of RGB fundus photographs)"
+        )
+        self.input_channel = QSpinBox(self, minimum=0, maximum=63, value=1, prefix="channel ")
+        self.input_channel.setEnabled(False)
+        self.input_mode.currentTextChanged.connect(
+            lambda text: self.input_channel.setEnabled(INPUT_MODES[text] == "single")
+        )
+        input_row = QHBoxLayout()
+        input_row.addWidget(self.input_mode)
+        input_row.addWidget(self.input_channel)
         self.epochs = QSpinBox(self, minimum=1, maximum=100000, value=20)
         self.minutes = QDoubleSpinBox(self, minimum=0, maximum=10000, value=0, decimals=1)
         self.minutes.setSpecialValueText("no limit")
@@ -232,6 +249,7 @@ class TrainPanel(QWidget):
         new_form.addRow("depth", self.depth)
         new_form.addRow("base features", self.base)
         new_form.addRow("classes", self.classes)
+        new_form.addRow("input", input_row)
         self.kind.currentTextChanged.connect(
             lambda text: self.classes.setEnabled(MODEL_KINDS[text] == "semantic")
         )
@@ -346,6 +364,10 @@ class TrainPanel(QWidget):
         if task["kind"] == "instances":
             classes = 3  # background, interior, boundary
         depth, width = self.depth.value(), self.base.value()
+        preprocessing = Preprocessing(
+            channel_mode=INPUT_MODES[self.input_mode.currentText()],
+            channel=self.input_channel.value(),
+        )
 
         def make() -> Trainer:
             if base is not None:
@@ -358,7 +380,6 @@ class TrainPanel(QWidget):
                     base.task,
                 )
                 return Trainer(pairs, base, config)
-            preprocessing = Preprocessing()
             pairs = build_pairs(rows, dims, preprocessing, None, classes, task)
             net = UNetConfig(
                 spatial_dims=dims,
