@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import tifffile
+import torch
 from tests.conftest import disks_image
 
 from napari_unet.cli import main
@@ -483,3 +484,16 @@ def test_fine_tuning_refuses_options_that_contradict_the_model(
     assert not (dataset / "t.pt").exists()
     # What agrees with the model is accepted.
     assert main([*argv, "--depth", "2", "--epochs", "1", "--steps-per-epoch", "1"]) == 0
+
+
+def test_diverging_training_ends_with_one_line_and_saves_finite_weights(dataset, capsys):
+    out = dataset / "diverged.pt"
+    argv = ["train", "--images", str(dataset / "train/images"), "--labels"]
+    argv += [str(dataset / "train/labels"), "--out", str(out), *TINY, "--norm", "none"]
+    assert main([*argv, "--lr", "10000", "--epochs", "2", "--steps-per-epoch", "3"]) == 2
+    line = _error_line(capsys)
+    assert line.startswith("napari-unet: error: training diverged") and str(out) in line
+    from napari_unet.core import load_model
+
+    model = load_model(out)
+    assert all(torch.isfinite(v).all() for v in model.weights.values() if v.is_floating_point())

@@ -214,6 +214,7 @@ def _run_train(args: argparse.Namespace) -> int:
         Preprocessing,
         TrainConfig,
         Trainer,
+        TrainingDiverged,
         UNetConfig,
         UserInputError,
         load_model,
@@ -343,6 +344,7 @@ def _run_train(args: argparse.Namespace) -> int:
     )
     generator = trainer.train()
     interrupted = False
+    diverged = None
     try:
         for progress in generator:
             bar.update(1)
@@ -358,10 +360,14 @@ def _run_train(args: argparse.Namespace) -> int:
                 )
     except KeyboardInterrupt:
         interrupted = True
+    except TrainingDiverged as err:
+        diverged = err  # the trainer is back on its best finite weights: save those
     finally:
         generator.close()
         bar.close()
     save()
+    if diverged is not None:
+        raise TrainingDiverged(f"{diverged}; saved to {out}") from diverged
     best = trainer.state.best_score
     print(
         f"{'stopped' if interrupted else 'done'} after {trainer.state.step} steps, {trainer.state.seconds:.0f} s; "

@@ -365,3 +365,54 @@ def test_elastic_deformation_warps_image_and_labels_together(shape):
     assert (warped_targets != targets).any()  # it moved
     # Image and labels moved together: bright pixels are foreground where labels say so.
     assert (warped[0][warped_targets == 1] > 50).mean() > 0.95
+
+
+def _finite(weights):
+    return all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+
+
+def test_divergence_stops_with_a_clear_error_and_keeps_finite_weights(tmp_path, disks):
+    from napari_unet.core import TrainingDiverged
+
+    image, labels = disks
+    # Without normalisation layers a huge learning rate turns the weights into NaN at once.
+    trainer = Trainer(
+        [_pair(image, labels)],
+        UNetConfig(depth=2, base_features=8, norm="none"),
+        TrainConfig(
+            epochs=3,
+            steps_per_epoch=4,
+            batch_size=2,
+            patch_size=48,
+            val_fraction=0,
+            learning_rate=1e4,
+        ),
+    )
+    seen = []
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at step \d+.*lower learning rate"):
+        for progress in trainer.train():
+            seen.append(progress.train_loss)
+    assert all(np.isfinite(seen))
+    model = trainer.model_file()
+    assert _finite(model.weights) and _finite(model.training_state["last_weights"])
+    saved = load_model(save_model(model, tmp_path / "kept.pt"))
+    assert saved.training_state["step"] == len(seen)
+    # It still predicts, and resuming with a sane rate trains on from the kept weights.
+    Segmenter(saved, device="cpu").predict(image)
+    config = TrainConfig.from_dict({**saved.training_state["train_config"], "learning_rate": 1e-3})
+    resumed = Trainer([_pair(image, labels)], saved, config, resume=True)
+    assert all(np.isfinite(p.train_loss) for p in resumed.train())
+
+
+def test_a_model_file_never_holds_nan_weights(tmp_path, disks):
+    image, labels = disks
+    trainer = Trainer([_pair(image, labels)], TINY, TrainConfig(epochs=1, steps_per_epoch=1))
+    model = trainer.model_file()
+    name = next(k for k, v in model.weights.items() if v.is_floating_point())
+    model.weights[name] = model.weights[name].clone().fill_(float("nan"))
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"the previous file")
+    with pytest.raises(UserInputError, match=f"not finite .*in {name}"):
+        save_model(model, target)
+    assert target.read_bytes() == b"the previous file"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left

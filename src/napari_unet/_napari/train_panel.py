@@ -184,6 +184,7 @@ class TrainPanel(QWidget):
         self.worker = None
         self.last_message = ""
         self.history: list[TrainProgress] = []
+        self._job_failed = False
 
         self.rows: list[PairRow] = []
         self.pairs_box = QVBoxLayout()
@@ -489,9 +490,11 @@ class TrainPanel(QWidget):
     def _failed(self, error: BaseException) -> None:
         self.last_message = notify_error(error)
         self.status.setText(self.last_message)
+        self._job_failed = True
 
     def _finished(self) -> None:
         self._set_running(False)
+        failed, self._job_failed = self._job_failed, False
         if self.trainer is not None and self.trainer.state.step > 0:
             # Segment needs the weights only; resuming keeps using self.trainer.
             self.session.set_trained(self.trainer.model_file(include_training_state=False))
@@ -500,8 +503,9 @@ class TrainPanel(QWidget):
             done = f"trained {self.trainer.state.step} steps"
             if best is not None and self.trainer.val_pairs:
                 done += f", best validation {self.trainer.score_name} {best:.3f}"
-            self.last_message = done + "; the model is selected in Segment"
-            self.status.setText(self.last_message)
+            if not failed:  # a failure's message (e.g. divergence) stays on screen
+                self.last_message = done + "; the model is selected in Segment"
+                self.status.setText(self.last_message)
 
     def _set_running(self, running: bool) -> None:
         self.busy = running

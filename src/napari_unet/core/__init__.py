@@ -6,7 +6,7 @@ Everything the napari widgets and the command line do goes through here.
 from .checkpoint import ModelFile, bundled_models, import_state_dict, load_model, save_model
 from .data import Augmentation, TrainingPair, labels_to_targets, prepare_pair, split_for_validation
 from .devices import available_devices, resolve_device
-from .errors import ModelFileError, UserInputError
+from .errors import ModelFileError, TrainingDiverged, UserInputError
 from .inference import (
     Prediction,
     Segmenter,
@@ -36,6 +36,7 @@ __all__ = [
     "TrainConfig",
     "TrainProgress",
     "Trainer",
+    "TrainingDiverged",
     "TrainingPair",
     "UNet",
     "UNetConfig",

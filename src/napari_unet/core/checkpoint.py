@@ -107,6 +107,8 @@ def _to_payload(model: ModelFile, half: bool) -> dict[str, Any]:
         ).contiguous()
         for k, v in model.weights.items()
     }
+    if half:
+        _check_finite(weights, "weights in float16 (values beyond 65504)")
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -139,10 +141,27 @@ def save_model(
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise UserInputError(f"cannot save the model: folder {path.parent} does not exist")
+    _check_finite(model.weights, "weights")
+    if include_training_state and model.training_state:
+        _check_finite(model.training_state.get("last_weights") or {}, "last training weights")
     payload = _to_payload(model, half)
     if not include_training_state:
         payload["training_state"] = None
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def _check_finite(weights: dict[str, torch.Tensor], what: str) -> None:
+    """A model file never holds NaN or infinite weights: they would segment nothing."""
+    bad = [
+        k
+        for k, v in weights.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()
+    ]
+    if bad:
+        raise UserInputError(
+            f"refusing to save a model whose {what} are not finite (NaN or infinity in "
+            f"{bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}): training diverged"
+        )
 
 
 def bundled_models() -> dict[str, Path]:

@@ -13,3 +13,8 @@ class UserInputError(ValueError):
 
 class ModelFileError(UserInputError):
     """A model file that cannot be read: missing, truncated, foreign, unsafe or too new."""
+
+
+class TrainingDiverged(UserInputError):
+    """Training produced a NaN or infinite loss or weights; the trainer is back on its best
+    finite weights, so saving it now keeps them and resuming starts from them."""

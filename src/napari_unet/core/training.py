@@ -26,7 +26,7 @@ import torch
 from .checkpoint import ModelFile, default_class_names
 from .data import Augmentation, PatchSampler, TrainingPair, split_for_validation
 from .devices import autocast, describe_device, memory_format, resolve_device
-from .errors import UserInputError
+from .errors import TrainingDiverged, UserInputError
 from .instances import INSTANCE_CLASSES, InstanceAccumulator, instances_from_probabilities
 from .losses import IGNORE, LOSSES, cross_entropy, log_probabilities, segmentation_loss, soft_dice
 from .metrics import MetricAccumulator, mean_foreground_dice
@@ -133,6 +133,16 @@ class TrainProgress:
 
 def _state_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def _all_finite(module: torch.nn.Module) -> bool:
+    """Whether every floating-point weight and buffer (batch-norm statistics too) is finite."""
+    with torch.no_grad():
+        return all(
+            bool(torch.isfinite(v).all())
+            for v in module.state_dict().values()
+            if v.is_floating_point()
+        )
 
 
 @dataclass
@@ -342,6 +352,8 @@ class Trainer:
                 # which computes synchronously, this changes nothing).
                 batch = prepare(state.step + 1)
             loss = float(loss_tensor)
+            if not math.isfinite(loss):
+                self._diverged(f"the loss became {loss} at step {state.step + 1}")
             state.step += 1
             epoch_losses.append(loss)
             state.seconds = start_seconds + time.perf_counter() - started
@@ -401,7 +413,26 @@ class Trainer:
         self.optimizer.step()
         return loss.detach()
 
+    def _diverged(self, what: str) -> None:
+        """Go back to the best finite weights with a fresh optimiser, then raise."""
+        self.model.load_state_dict(self.best_weights)
+        self.optimizer.state.clear()  # Adam's moments hold the NaNs too
+        rate = self.config.learning_rate
+        best = self._best_step()
+        kept = f"the best weights before it (step {best})" if best else "the starting weights"
+        raise TrainingDiverged(
+            f"training diverged: {what}. Kept {kept}; train again with a lower learning rate "
+            f"(now {rate:g}, try {rate / 10:g}), and check the images for extreme values"
+        )
+
+    def _best_step(self) -> int:
+        improved = [h["step"] for h in self.state.history if h.get("improved")]
+        return improved[-1] if improved else 0
+
     def _end_epoch(self, progress: TrainProgress) -> TrainProgress:
+        if not _all_finite(self.model):
+            # The last step's update overflowed although its loss (computed before) was finite.
+            self._diverged(f"the weights became NaN or infinite at step {progress.step}")
         val_loss, val_score = self.validate() if self.val_pairs else (None, None)
         # Without validation data the best model is the one with the lowest training loss.
         score = val_score if val_score is not None else -progress.train_loss
@@ -419,6 +450,7 @@ class Trainer:
                 "val_loss": val_loss,
                 "val_score": val_score,
                 "seconds": round(self.state.seconds, 2),
+                "improved": improved,
             }
         )
         return TrainProgress(
