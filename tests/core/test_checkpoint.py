@@ -12,6 +12,7 @@ from napari_unet.core import (
     Preprocessing,
     UNet,
     UNetConfig,
+    UserInputError,
     import_state_dict,
     load_model,
     save_model,
@@ -21,10 +22,10 @@ from napari_unet.core import checkpoint as ckpt
 CONFIG = UNetConfig(depth=2, base_features=4, in_channels=3, out_channels=3)
 
 
-def _model_file():
-    net = randomise_batchnorm(UNet(CONFIG))
+def _model_file(config=CONFIG):
+    net = randomise_batchnorm(UNet(config))
     return ModelFile(
-        CONFIG,
+        config,
         Preprocessing(channel_mode="as_is", low=2.0),
         net.state_dict(),
         ["background", "cell", "nucleus"],
@@ -108,21 +109,84 @@ def test_newer_format_version_asks_for_an_upgrade(tmp_path, monkeypatch):
         load_model(tmp_path / "new.pt")
 
 
-def test_saving_is_atomic_and_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch):
+def test_writing_is_atomic_and_leaves_the_old_file_when_interrupted(tmp_path):
+    from napari_unet.core.io import atomic_write
+
     path = tmp_path / "m.pt"
     save_model(_model_file(), path)
     before = path.read_bytes()
 
-    def broken_save(obj, target):
-        with open(target, "wb") as fh:
-            fh.write(b"partial")
+    def interrupted_write(target):
+        target.write_bytes(before[: len(before) // 2])  # half a file, then Ctrl-C
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(KeyboardInterrupt):
-        save_model(_model_file(), path)
+        atomic_write(path, interrupted_write)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left behind
+
+
+def test_temporaries_of_killed_writers_are_cleaned_up_by_the_next_save(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    orphan = tmp_path / f".m.pt.{dead.stdout.strip()}.abc123.pt"  # as `kill -9` leaves it
+    orphan.write_bytes(b"half a model")
+    alive = tmp_path / f".m.pt.{os.getppid()}.xyz789.pt"  # another live process's write
+    alive.write_bytes(b"in progress")
+    save_model(_model_file(), tmp_path / "m.pt")
+    assert not orphan.exists() and alive.exists()
+    load_model(tmp_path / "m.pt")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """Mount a real tmpfs: ``small_disk("size=256k")``, ``small_disk("ro")`` (needs root, as
+    in CI); unmounted afterwards."""
+    import subprocess
+
+    mounted = []
+
+    def mount(options):
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                              capture_output=True)  # fmt: skip
+        if done.returncode:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_a_full_disk_gives_a_clear_error_and_keeps_the_previous_file(small_disk):
+    full_disk = small_disk("size=256k")
+    small = _model_file()
+    path = save_model(small, full_disk / "m.pt")
+    before = path.read_bytes()
+    (full_disk / "filler").write_bytes(b"0" * (256 * 1024 - 2 * len(before)))
+    big = _model_file(UNetConfig(depth=2, base_features=16))
+    with pytest.raises(
+        UserInputError,
+        match=r"cannot write .*m\.pt: the disk is full; the existing file is untouched",
+    ):
+        save_model(big, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler", "m.pt"]
+
+
+def test_a_read_only_folder_gives_a_clear_error(small_disk):
+    read_only = small_disk("ro,size=64k")
+    with pytest.raises(
+        UserInputError,
+        match=r"no permission to write in .*disk0 \(read-only\?\); nothing was written",
+    ):
+        save_model(_model_file(), read_only / "m.pt")
 
 
 def test_file_holds_only_plain_data_and_tensors(tmp_path):

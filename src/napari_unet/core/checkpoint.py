@@ -10,6 +10,7 @@ half-written model in place of a good one.
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -147,7 +148,11 @@ def save_model(
     payload = _to_payload(model, half)
     if not include_training_state:
         payload["training_state"] = None
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    # Serialise in memory first: torch.save reports a full disk as an opaque RuntimeError,
+    # a plain file write as the OSError that atomic_write turns into a clear message.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
 def _check_finite(weights: dict[str, torch.Tensor], what: str) -> None:

@@ -15,7 +15,7 @@ from .devices import describe_device, release_cpu_memory, resolve_device
 from .errors import UserInputError
 from .instances import instances_from_probabilities
 from .model import fold_batchnorm
-from .normalize import ImageSource
+from .normalize import ImageSource, check_image_array
 from .stitching import iter_instances_in_blocks
 from .tiling import TileProgress, predict_tiled, probabilities_to_labels
 from .tta import TestTimeAugmented
@@ -269,6 +269,7 @@ def iter_predict_stack(
     ``output="probabilities"``, probabilities of shape (*leading, K, *spatial). Object ids of
     instance output are unique across blocks.
     """
+    check_image_array(image)
     dims = segmenter.model_file.config.spatial_dims
     lead = leading_shape(tuple(image.shape), dims, channel_axis)
     view = image if channel_axis is None else moveaxis(image, channel_axis, -1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import tempfile
@@ -102,23 +103,68 @@ def default_permissions(path: str | os.PathLike) -> None:
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, flush it to disk, then rename
     it over ``path``: readers see the old file or the new one, never half of one. On any
-    failure (Ctrl-C included) the temporary file is removed and ``path`` is untouched."""
+    failure (Ctrl-C included) the temporary file is removed and ``path`` is untouched; a
+    failure of the file system (disk full, read-only folder) becomes a :class:`UserInputError`
+    that says so. Temporary files left by a process killed outright (``kill -9``, power cut)
+    are removed by the next write to the same path."""
     path = Path(path)
-    fd, name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent
-    )
-    os.close(fd)
-    tmp = Path(name)
+    _remove_orphaned_temporaries(path)
+    tmp = None
     try:
+        fd, name = tempfile.mkstemp(
+            prefix=f".{path.name}.{os.getpid()}.", suffix=path.suffix or ".tmp", dir=path.parent
+        )
+        os.close(fd)
+        tmp = Path(name)
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         default_permissions(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise UserInputError(_write_failure(path, err)) from err
         raise
     return path
+
+
+def _write_failure(path: Path, err: OSError) -> str:
+    import errno
+
+    kept = "the existing file is untouched" if path.exists() else "nothing was written"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = "the disk is full"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason = f"no permission to write in {path.parent} (read-only?)"
+    else:
+        reason = err.strerror or str(err)
+    return f"cannot write {path}: {reason}; {kept}"
+
+
+def _remove_orphaned_temporaries(path: Path) -> None:
+    """Delete ``.<name>.<pid>.*`` files beside ``path`` whose writing process is gone."""
+    try:
+        candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*"))
+    except OSError:
+        return
+    for candidate in candidates:
+        pid = candidate.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            candidate.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, but belongs to someone else
+    return True
 
 
 def write_image(path: str | os.PathLike, data: np.ndarray, *, overwrite: bool = False) -> Path:

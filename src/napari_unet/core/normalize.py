@@ -76,6 +76,25 @@ class Preprocessing:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def check_image_array(image: Any, what: str = "the image") -> None:
+    """Raise a clear error for arrays no model can read: no pixels along an axis, or values
+    that are not real numbers (complex, text, objects). Any real dtype is fine: bool, int8 to
+    uint64, float16 to float64."""
+    shape = tuple(np.shape(image))
+    if not shape or 0 in shape:
+        raise UserInputError(
+            f"{what} has shape {shape}: it holds no pixels; expected an image with at least "
+            "one pixel along every axis"
+        )
+    dtype = np.dtype(getattr(image, "dtype", np.asarray(image).dtype))
+    if dtype.kind not in "buif":
+        kind = "complex numbers" if dtype.kind == "c" else f"values of type {dtype}"
+        hint = " (take the magnitude or the real part first)" if dtype.kind == "c" else ""
+        raise UserInputError(
+            f"{what} holds {kind}{hint}; expected real intensities (bool, integers or floats)"
+        )
+
+
 def channels_first(
     image: np.ndarray, spatial_dims: int, channel_axis: int | None = None
 ) -> np.ndarray:
@@ -86,6 +105,7 @@ def channels_first(
     ``spatial_dims`` axes; otherwise the last axis when it has at most 4 entries (RGB/RGBA
     files), else the first when it has at most 16.
     """
+    check_image_array(image)
     shape = tuple(image.shape)
     ndim = len(shape)
     if ndim == spatial_dims and channel_axis is None:
