@@ -63,9 +63,9 @@ def test_retina_model_finds_vessels_on_a_drive_image(tmp_path, capsys):
 
     image = DRIVE / "images" / "21_training.tif"
     assert main(["predict", "--model", "retina", str(image), "--out", str(tmp_path)]) == 0
-    written = sorted(tmp_path.iterdir())
-    assert len(written) == 1
-    vessels = tifffile.imread(written[0])
+    written = sorted(p.name for p in tmp_path.iterdir())  # its default: mask + probability
+    assert written == ["21_training_labels.tif", "21_training_probabilities.tif"]
+    vessels = tifffile.imread(tmp_path / written[0])
     truth = (io.read_labels(DRIVE / "1st_manual" / "21_manual1.gif") > 0).astype(int)
     fov = io.read_labels(DRIVE / "mask" / "21_training_mask.gif") > 0
     scores = MetricAccumulator(2).add((vessels > 0).astype(int), truth, mask=fov)["1"]

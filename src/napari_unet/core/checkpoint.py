@@ -97,8 +97,23 @@ def default_class_names(out_channels: int) -> list[str]:
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    """The most telling line of an error: the first one, or the one after a heading such as
+    torch's "Error(s) in loading state_dict for UNet:"."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return lines[1]
+    return lines[0] if lines else type(err).__name__
+
+
+def _check_class_names(names: Any, config: UNetConfig) -> list[str]:
+    expected = max(2, config.out_channels)
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise UserInputError(f"class_names must be a list of names, got {names!r}")
+    if len(names) != expected:
+        raise UserInputError(
+            f"class_names has {len(names)} names for a model with {expected} classes"
+        )
+    return list(names)
 
 
 def _to_payload(model: ModelFile, half: bool) -> dict[str, Any]:
@@ -238,19 +253,21 @@ def load_model(spec: str | os.PathLike) -> ModelFile:
             f"{path} has an unknown task {task.get('kind')!r}; this napari-unet knows {TASKS}"
         )
     try:
+        config = UNetConfig.from_dict(data["config"])
         return ModelFile(
-            config=UNetConfig.from_dict(data["config"]),
+            config=config,
             preprocessing=Preprocessing.from_dict(data["preprocessing"]),
             weights=dict(data["weights"]),
-            class_names=list(data["class_names"]),
+            class_names=_check_class_names(data["class_names"], config),
             history=dict(data.get("history") or {}),
             description=str(data.get("description") or ""),
             training_state=data.get("training_state"),
             task=task,
         )
-    except (KeyError, TypeError, UserInputError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        what = f"no {err.args[0]!r} entry" if isinstance(err, KeyError) else _first_line(err)
         raise ModelFileError(
-            f"{path} is an incomplete or damaged napari-unet model file ({_first_line(err)})"
+            f"{path} is an incomplete or damaged napari-unet model file ({what})"
         ) from err
 
 

@@ -7,6 +7,7 @@ padded to the multiple of ``2**depth`` that the poolings need and the output is 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -17,6 +18,9 @@ from torch import nn
 from .errors import UserInputError
 
 NORMS = ("batch", "instance", "group", "none")
+MAX_CHANNELS = 4096
+# 500 million weights (2 GB in float32): 16x the classic U-Net; larger is a damaged file or a typo.
+MAX_PARAMETERS = 500_000_000
 UPSAMPLINGS = ("transpose", "interpolate")
 
 
@@ -51,6 +55,19 @@ class UNetConfig:
     groups: int = 8
 
     def __post_init__(self) -> None:
+        for name in (
+            "spatial_dims",
+            "in_channels",
+            "out_channels",
+            "depth",
+            "base_features",
+            "groups",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise UserInputError(f"{name} must be a whole number, got {value!r}")
+        if not isinstance(self.dropout, (int, float)) or isinstance(self.dropout, bool):
+            raise UserInputError(f"dropout must be a number, got {self.dropout!r}")
         if self.spatial_dims not in (2, 3):
             raise UserInputError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
         if self.norm not in NORMS:
@@ -63,6 +80,30 @@ class UNetConfig:
             raise UserInputError("in_channels, out_channels and base_features must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
             raise UserInputError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name, top in (("in_channels", MAX_CHANNELS), ("out_channels", MAX_CHANNELS),
+                          ("base_features", MAX_CHANNELS)):  # fmt: skip
+            if getattr(self, name) > top:
+                raise UserInputError(f"{name} must be at most {top}, got {getattr(self, name)}")
+        if self.groups < 1:
+            raise UserInputError(f"groups must be >= 1, got {self.groups}")
+        millions = self.parameter_estimate() / 1e6
+        if millions > MAX_PARAMETERS / 1e6:
+            raise UserInputError(
+                f"a U-Net with base_features {self.base_features} and depth {self.depth} in "
+                f"{self.spatial_dims}D has about {millions:,.0f} million parameters; at most "
+                f"{MAX_PARAMETERS / 1e6:,.0f} million are allowed (the classic U-Net has 31)"
+            )
+
+    def parameter_estimate(self) -> int:
+        """Weights of the convolutions (within a few percent): two k^d convolutions per level
+        on the way down and on the way up, the upsampling and the 1x1 head."""
+        kernel = 3**self.spatial_dims
+        widths = [self.base_features * 2**level for level in range(self.depth + 1)]
+        down = kernel * (self.in_channels * widths[0] + widths[0] ** 2)
+        down += sum(kernel * (a * b + b * b) for a, b in itertools.pairwise(widths))
+        up = sum(kernel * (2 * a * a + a * a) + 2**self.spatial_dims * b * a
+                 for a, b in itertools.pairwise(widths))  # fmt: skip
+        return down + up + widths[0] * self.out_channels
 
     @property
     def size_multiple(self) -> int:
@@ -75,6 +116,8 @@ class UNetConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
         """Build a config, refusing unknown keys so typos do not pass silently."""
+        if not isinstance(data, dict):
+            raise UserInputError(f"the U-Net config must map names to values, got {data!r}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:

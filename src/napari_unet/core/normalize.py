@@ -52,6 +52,14 @@ class Preprocessing:
     channel: int = 0
 
     def __post_init__(self) -> None:
+        for name in ("low", "high", "fixed_min", "fixed_max"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise UserInputError(f"{name} must be a number, got {value!r}")
+        if not isinstance(self.channel, int) or isinstance(self.channel, bool):
+            raise UserInputError(f"channel must be a whole number, got {self.channel!r}")
+        if not isinstance(self.per_channel, bool):
+            raise UserInputError(f"per_channel must be true or false, got {self.per_channel!r}")
         if self.channel_mode not in CHANNEL_MODES:
             raise UserInputError(
                 f"channel_mode must be one of {CHANNEL_MODES}, got {self.channel_mode!r}"

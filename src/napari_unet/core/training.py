@@ -251,8 +251,27 @@ class Trainer:
             per_step = self.batch_size * patch**dims
             self.steps_per_epoch = int(min(200, max(10, math.ceil(2 * pixels / per_step))))
 
+        if not isinstance(model, ModelFile):
+            self._check_classes_present()
         if resume_state is not None:
             self._restore(resume_state, model)
+
+    def _check_classes_present(self) -> None:
+        """From scratch, the labels must show at least two classes: a model that only ever
+        sees background cannot learn what an object is. (Fine-tuning may: an image corrected
+        to "no objects here" teaches a trained model its false positives.)"""
+        present: set[int] = set()
+        for pair in self.train_pairs:
+            targets = pair.targets[pair.targets != IGNORE]
+            present |= {int(c) for c in np.flatnonzero(np.bincount(targets.ravel()))}
+            if len(present) > 1:
+                return
+        only = self.class_names[next(iter(present))] if present else "none"
+        raise UserInputError(
+            f"the training labels hold only one class ({only}) in every image: a new model "
+            "cannot learn from that. Label some pixels of the other class (objects and "
+            "background), or fine-tune an existing model instead"
+        )
 
     def _check_pairs(self, pairs: list[TrainingPair]) -> None:
         dims, channels = self.net_config.spatial_dims, self.net_config.in_channels
