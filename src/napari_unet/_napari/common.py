@@ -76,6 +76,14 @@ def error_message(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def notify_info(message: str) -> str:
+    """Show ``message`` as a napari notification; returns it."""
+    from napari.utils.notifications import show_info
+
+    show_info(message)
+    return message
+
+
 def notify_error(error: BaseException) -> str:
     """Show ``error`` as a napari notification; returns the message shown."""
     from napari.utils.notifications import show_error

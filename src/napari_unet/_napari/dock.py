@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from ..core.devices import warm_up
+from .common import notify_info
 from .segment_panel import SegmentPanel
 from .session import TRAINED, Session
 from .train_panel import TrainPanel
@@ -20,7 +21,8 @@ class UNetWidget(QWidget):
     def __init__(self, napari_viewer: Any):
         super().__init__()
         self.viewer = napari_viewer
-        self.session = Session()
+        self.session = Session.for_viewer(napari_viewer)
+        self._docked = False
         self.segment = SegmentPanel(napari_viewer, self.session)
         self.train = TrainPanel(napari_viewer, self.session)
         self.tabs = QTabWidget(self)
@@ -40,6 +42,33 @@ class UNetWidget(QWidget):
         # first Train. Started once the dock is drawn: overlapping its construction, the import
         # locks would make the GUI wait far longer.
         QTimer.singleShot(1500, self._warm_up)
+        # Closing the viewer destroys this widget while a job may still run: stop it, and
+        # make its callbacks do nothing (the panels' Qt parts are gone). Only Python objects
+        # are touched here, as the C++ side is being torn down.
+        panels = (self.segment, self.train)
+        self.destroyed.connect(lambda *_: [panel.shut_down() for panel in panels])
+
+    def event(self, event: QEvent) -> bool:
+        # napari's dock "x" takes the widget out of its dock (parent None) and drops it: the
+        # jobs it runs would go on unseen, so stop them and say so.
+        if event.type() == QEvent.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked:
+                self._docked = False
+                self._dock_closed()
+        return super().event(event)
+
+    def _dock_closed(self) -> None:
+        stopped = [name for name, panel in (("segmenting", self.segment), ("training", self.train))
+                   if panel.busy]  # fmt: skip
+        for panel in (self.segment, self.train):
+            panel.stop()
+        if stopped:
+            notify_info(
+                f"U-Net dock closed: {' and '.join(stopped)} stopped. A model trained so far "
+                f"stays available: open the U-Net dock again and choose '{TRAINED}'."
+            )
 
     @staticmethod
     def _warm_up() -> None:

@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core import ModelFile, Segmenter, bundled_models, iter_predict_stack, load_model
-from .common import LayerCombo, device_combo, notify_error
+from .common import LayerCombo, device_combo, notify_error, notify_info
 from .layers import guess_channel_axis, layer_array, shown_block, spatial_transform, write_labels
 from .session import TRAINED, Session
 
@@ -63,6 +63,7 @@ class SegmentPanel(QWidget):
         self.session = session
         self.worker = None
         self.busy = False  # True from Segment until the job's finished signal
+        self._closed = False  # the widget was destroyed (viewer closed): callbacks do nothing
         self.last_message = ""
         self._files: dict[str, ModelFile] = {}
         self._cache: dict[str, Any] = {}
@@ -245,7 +246,7 @@ class SegmentPanel(QWidget):
             **options,
             _start_thread=True,
             _connect={  # handlers given here, or superqt re-raises errors in the GUI thread
-                "yielded": lambda p: self.progress.setValue(int(1000 * p.fraction)),
+                "yielded": self._on_progress,
                 "returned": lambda result: self._show(
                     result, layer, channel_axis, index, output, model
                 ),
@@ -256,11 +257,28 @@ class SegmentPanel(QWidget):
         self.worker = worker
         return worker
 
+    def stop(self) -> None:
+        """Abandon the running segmentation (its result is not written)."""
+        if self.worker is not None and self.busy:
+            self.worker.quit()
+
+    def shut_down(self) -> None:
+        """The widget is being destroyed: stop the job and ignore its callbacks."""
+        self._closed = True
+        self.stop()
+
+    def _on_progress(self, progress: Any) -> None:
+        if not self._closed:
+            self.progress.setValue(int(1000 * progress.fraction))
+
     def _done(self) -> None:
         self.busy = False
-        self.run_button.setEnabled(True)
+        if not self._closed:
+            self.run_button.setEnabled(True)
 
     def _failed(self, error: BaseException) -> None:
+        if self._closed:
+            return
         self.last_message = notify_error(error)
         self.status.setText(self.last_message)
         self.progress.setValue(0)
@@ -274,6 +292,16 @@ class SegmentPanel(QWidget):
         output: str,
         model: ModelFile,
     ) -> None:
+        if self._closed:
+            return
+        if layer not in self.viewer.layers:
+            self.last_message = notify_info(
+                f"The image layer {layer.name!r} was removed while it was segmented; "
+                "the result was discarded."
+            )
+            self.status.setText(self.last_message)
+            self.progress.setValue(0)
+            return
         self.progress.setValue(1000)
         name = f"{layer.name} U-Net"
         if output == "probabilities":

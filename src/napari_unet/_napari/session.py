@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import weakref
+from typing import Any
+
 from qtpy.QtCore import QObject, Signal
 
 from ..core import ModelFile
@@ -18,6 +21,20 @@ class Session(QObject):
         super().__init__()
         self.trained: ModelFile | None = None
 
+    @classmethod
+    def for_viewer(cls, viewer: Any) -> Session:
+        """The viewer's session: one per viewer, so a dock closed and opened again still
+        offers the model trained before."""
+        key = id(viewer)
+        if key not in _SESSIONS:
+            _SESSIONS[key] = cls()
+            # Forget it with the viewer (an id may be reused by a later viewer).
+            weakref.finalize(viewer, _SESSIONS.pop, key, None)
+        return _SESSIONS[key]
+
     def set_trained(self, model: ModelFile) -> None:
         self.trained = model
         self.model_changed.emit()
+
+
+_SESSIONS: dict[int, Session] = {}

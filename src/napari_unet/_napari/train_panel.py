@@ -185,6 +185,7 @@ class TrainPanel(QWidget):
         self.last_message = ""
         self.history: list[TrainProgress] = []
         self._job_failed = False
+        self._closed = False  # the widget was destroyed (viewer closed): callbacks do nothing
 
         self.rows: list[PairRow] = []
         self.pairs_box = QVBoxLayout()
@@ -448,11 +449,19 @@ class TrainPanel(QWidget):
 
     def stop(self) -> None:
         """Stop after the current step; the best model so far is kept."""
-        if self.worker is not None:
-            self.status.setText("stopping…")
+        if self.worker is not None and self.busy:
+            if not self._closed:
+                self.status.setText("stopping…")
             self.worker.quit()
 
+    def shut_down(self) -> None:
+        """The widget is being destroyed: stop training and ignore its callbacks."""
+        self._closed = True
+        self.stop()
+
     def _on_yield(self, item: Any) -> None:
+        if self._closed:
+            return
         if isinstance(item, Trainer):
             self.trainer = item
             self.progress.setRange(0, item.total_steps)
@@ -488,11 +497,16 @@ class TrainPanel(QWidget):
             self.viewer.add_labels(preview.labels, name=name, opacity=0.5, **transform)
 
     def _failed(self, error: BaseException) -> None:
+        if self._closed:
+            return
         self.last_message = notify_error(error)
         self.status.setText(self.last_message)
         self._job_failed = True
 
     def _finished(self) -> None:
+        self.busy = False
+        if self._closed:
+            return
         self._set_running(False)
         failed, self._job_failed = self._job_failed, False
         if self.trainer is not None and self.trainer.state.step > 0:

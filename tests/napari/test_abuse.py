@@ -1,0 +1,138 @@
+"""The widget under abuse: layers deleted mid-job, the dock or the viewer closed while a worker
+runs, mismatched or unsuitable layers. napari keeps working and a notification says what
+happened (run under Xvfb)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+napari = pytest.importorskip("napari")
+
+from tests.conftest import disks_image  # noqa: E402
+from tests.napari.test_widget import _messages, _tiny_training, _wait  # noqa: E402
+
+from napari_unet._napari.dock import UNetWidget  # noqa: E402
+
+
+@pytest.fixture
+def dock(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet-torch", "U-Net")
+    assert isinstance(widget, UNetWidget)
+    return widget
+
+
+def _train_on(dock, image, labels, **kw):
+    viewer = dock.viewer
+    viewer.add_image(image, name="cells")
+    viewer.add_labels(labels, name="truth")
+    train = dock.train
+    train.rows[0].image.select(viewer.layers["cells"])
+    train.rows[0].labels.select(viewer.layers["truth"])
+    _tiny_training(train, **kw)
+    return train
+
+
+def test_layers_deleted_while_training_do_not_stop_it(dock, qtbot):
+    image, truth = disks_image()
+    train = _train_on(dock, image, truth, epochs=1000, steps=5)
+    worker = train.start()
+    qtbot.waitUntil(lambda: len(train.history) >= 2, timeout=60_000)
+    dock.viewer.layers.remove("cells")
+    dock.viewer.layers.remove("truth")
+    steps = len(train.history)
+    qtbot.waitUntil(lambda: len(train.history) >= steps + 2, timeout=60_000)  # still learning
+    train.stop()
+    _wait(qtbot, train, worker)
+    assert dock.session.trained is not None
+    # "Segment with this model" has no image any more: a clear notification, no crash.
+    assert dock.segment_with_trained(train.rows[0].image.layer()) is None
+    assert "choose an image layer" in dock.segment.last_message
+
+
+def test_image_deleted_while_segmenting_discards_the_result_with_a_notice(dock, qtbot):
+    viewer = dock.viewer
+    viewer.add_image(disks_image(shape=(512, 512), n=40)[0], name="cells")
+    seg = dock.segment
+    seg.image.select(viewer.layers["cells"])
+    seg.model.setCurrentText("nuclei")
+    worker = seg.segment()
+    viewer.layers.remove("cells")
+    _wait(qtbot, seg, worker)
+    assert "was removed while it was segmented" in seg.last_message
+    assert len(viewer.layers) == 0
+
+
+def test_closing_the_dock_while_training_stops_the_worker(dock, qtbot):
+    image, truth = disks_image()
+    train = _train_on(dock, image, truth, epochs=1000, steps=5)
+    worker = train.start()
+    qtbot.waitUntil(lambda: len(train.history) >= 2, timeout=60_000)
+    finished = []
+    worker.finished.connect(lambda: finished.append(True))
+    dock.viewer.window.remove_dock_widget(dock)
+    qtbot.waitUntil(lambda: bool(finished), timeout=30_000)
+    assert dock.viewer.layers["cells"].data.shape == image.shape  # napari carries on
+    dock.viewer.add_labels(truth, name="after")
+
+
+def test_closing_the_viewer_while_segmenting_stops_cleanly(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _, dock = viewer.window.add_plugin_dock_widget("napari-unet-torch", "U-Net")
+    viewer.add_image(disks_image(shape=(512, 512), n=40)[0], name="cells")
+    seg = dock.segment
+    seg.image.select(viewer.layers["cells"])
+    seg.model.setCurrentText("nuclei")
+    worker = seg.segment()
+    finished = []
+    worker.finished.connect(lambda: finished.append(True))
+    viewer.close()
+    qtbot.waitUntil(lambda: bool(finished), timeout=60_000)
+
+
+def test_unsuitable_layers_become_notifications(dock, qtbot, tmp_path):
+    from tests.bad_inputs import tiny_model
+
+    viewer = dock.viewer
+    seg = dock.segment
+    # A colour photograph for a model trained on one-channel images (as they are, not grey).
+    viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="rgb", rgb=True)
+    seg.image.select(viewer.layers["rgb"])
+    seg.add_model_file(str(tiny_model(tmp_path / "one_channel.pt")))
+    _wait(qtbot, seg, seg.segment())
+    assert "expects 1 input channel(s) but the image has 3" in seg.last_message
+    seg.model.setCurrentText("nuclei")
+    # NaNs in a float image.
+    image = disks_image()[0].astype(np.float32)
+    image[10:20, 10:20] = np.nan
+    viewer.add_image(image, name="holes")
+    seg.image.select(viewer.layers["holes"])
+    _wait(qtbot, seg, seg.segment())
+    assert "NaN or infinite values" in seg.last_message
+    assert any("NaN" in m for m in _messages())
+    # Labels that do not match the image.
+    image, truth = disks_image()
+    train = _train_on(dock, image, truth[:40])
+    _wait(qtbot, train, train.start())
+    assert "must match pixel for pixel" in train.last_message
+    assert seg.run_button.isEnabled() and train.train_button.isEnabled()
+
+
+def test_diverging_training_is_reported_and_keeps_a_finite_model(dock, qtbot):
+    image, truth = disks_image()
+    train = _train_on(dock, image, truth, epochs=3, steps=4)
+    # The widget's range stops at a learning rate of 1, which a normalised net survives;
+    # a user's own settings (here set directly) can go further.
+    original = train._config
+    train._config = lambda: dataclasses.replace(original(), learning_rate=1e8)
+    _wait(qtbot, train, train.start())
+    assert train.last_message.startswith("training diverged")
+    assert train.status.text() == train.last_message  # not overwritten by "trained N steps"
+    model = dock.session.trained
+    assert model is not None
+    assert all(torch.isfinite(v).all() for v in model.weights.values() if v.is_floating_point())
+    assert train.train_button.isEnabled()
