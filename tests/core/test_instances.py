@@ -90,13 +90,15 @@ def test_instance_model_trains_and_splits_objects():
     trainer = Trainer(
         [pair],
         UNetConfig(depth=2, base_features=8, out_channels=3),
+        # 150 steps, cosine: 60 constant-rate steps left seeds 2 and 3 at F1 0.59.
         TrainConfig(
-            epochs=6,
+            epochs=15,
             steps_per_epoch=10,
             batch_size=4,
             patch_size=64,
             val_fraction=0.25,
             learning_rate=1e-2,
+            lr_schedule="cosine",
         ),
         task=task,
     )

@@ -100,16 +100,18 @@ def test_a_few_scribbled_strokes_are_enough_to_learn(disks):
         row = ys[len(ys) // 2]
         scribbles[row, xs[ys == row]] = 2
     assert (scribbles > 0).mean() < 0.05
+    # 150 steps, cosine: 60 constant-rate steps left seeds 2 and 3 at Dice 0.40-0.79.
     trainer = Trainer(
         [_pair(image, scribbles, label_mode="scribbles")],
         TINY,
         TrainConfig(
-            epochs=6,
+            epochs=15,
             steps_per_epoch=10,
             batch_size=4,
             patch_size=64,
             val_fraction=0,
             learning_rate=1e-2,
+            lr_schedule="cosine",
         ),
     )
     list(trainer.train())

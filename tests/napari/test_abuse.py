@@ -5,6 +5,7 @@ happened (run under Xvfb)."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import torch
 
 napari = pytest.importorskip("napari")
 
+from tests.bad_inputs import CASES  # noqa: E402
 from tests.conftest import disks_image  # noqa: E402
 from tests.napari.test_widget import _messages, _tiny_training, _wait  # noqa: E402
 
@@ -136,3 +138,39 @@ def test_diverging_training_is_reported_and_keeps_a_finite_model(dock, qtbot):
     assert model is not None
     assert all(torch.isfinite(v).all() for v in model.weights.values() if v.is_floating_point())
     assert train.train_button.isEnabled()
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.name.startswith("model:")], ids=lambda c: c.name
+)
+def test_bad_model_files_become_a_notification_on_load(dock, tmp_path, case):
+    argv = case.build(tmp_path)
+    seg = dock.segment
+    before = seg.model.count()
+    seg.add_model_file(argv[argv.index("--model") + 1])
+    assert re.search(case.expect, seg.last_message), seg.last_message
+    assert seg.model.count() == before  # nothing half-loaded was added
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        np.zeros((1, 1), np.uint16),
+        np.ones((1, 37), np.uint8),
+        np.arange(2 * 2 * 2 * 20 * 24, dtype=np.uint16).reshape(2, 2, 2, 20, 24),
+        np.full((40, 48), 2**60, np.uint64),
+        np.linspace(-100, 100, 40 * 48).reshape(40, 48).astype(np.int8),
+        np.eye(40, 48, dtype=bool),
+        np.linspace(0, 1, 40 * 48).reshape(40, 48).astype(np.float16),
+    ],
+    ids=["1x1", "1xN", "5D", "uint64", "int8", "bool", "float16"],
+)
+def test_odd_layers_are_segmented_or_explained(dock, qtbot, data):
+    viewer = dock.viewer
+    viewer.add_image(data, name="odd")
+    seg = dock.segment
+    seg.image.select(viewer.layers["odd"])
+    seg.model.setCurrentText("nuclei")
+    _wait(qtbot, seg, seg.segment())
+    assert "odd U-Net" in viewer.layers, seg.last_message
+    assert viewer.layers["odd U-Net"].data.shape == data.shape

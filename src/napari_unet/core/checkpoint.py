@@ -105,6 +105,24 @@ def _first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+def _check_weights_fit(config: UNetConfig, weights: dict[str, Any]) -> None:
+    """The weights have the names and shapes the architecture needs (checked on PyTorch's
+    meta device: no memory is allocated, whatever size the file claims)."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in UNet(config).state_dict().items()}
+    for name, shape in expected.items():
+        value = weights.get(name)
+        if not isinstance(value, torch.Tensor):
+            raise ModelFileError(
+                f"the weights do not match the architecture in the file: {name} is missing"
+            )
+        if tuple(value.shape) != shape:
+            raise ModelFileError(
+                f"the weights do not match the architecture in the file: {name} has shape "
+                f"{tuple(value.shape)}, the architecture needs {shape}"
+            )
+
+
 def _check_class_names(names: Any, config: UNetConfig) -> list[str]:
     expected = max(2, config.out_channels)
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
@@ -254,10 +272,12 @@ def load_model(spec: str | os.PathLike) -> ModelFile:
         )
     try:
         config = UNetConfig.from_dict(data["config"])
+        weights = dict(data["weights"])
+        _check_weights_fit(config, weights)
         return ModelFile(
             config=config,
             preprocessing=Preprocessing.from_dict(data["preprocessing"]),
-            weights=dict(data["weights"]),
+            weights=weights,
             class_names=_check_class_names(data["class_names"], config),
             history=dict(data.get("history") or {}),
             description=str(data.get("description") or ""),

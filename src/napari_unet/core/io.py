@@ -61,9 +61,10 @@ def read_image(path: str | os.PathLike, *, memmap: bool = False) -> np.ndarray:
     except UserInputError:
         raise
     except Exception as err:  # any decoder error means the same thing to the user
-        raise UserInputError(
-            f"cannot read {path}: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
-        ) from err
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "backend" in detail:  # imageio's way of saying "no decoder recognises this file"
+            detail = f"not a {suffix.lstrip('.').upper()} image, or a damaged one"
+        raise UserInputError(f"cannot read {path}: {detail}") from err
     if suffix == ".gif" and image.ndim >= 3 and image.shape[0] == 1:
         image = image[0]
     return image
