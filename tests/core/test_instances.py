@@ -90,7 +90,9 @@ def test_instance_model_trains_and_splits_objects():
     trainer = Trainer(
         [pair],
         UNetConfig(depth=2, base_features=8, out_channels=3),
-        # 150 steps, cosine: 60 constant-rate steps left seeds 2 and 3 at F1 0.59.
+        # 150 steps, cosine; the validation slab's F1 saturates at 1.0 early, so this also
+        # checks that ties are broken by validation loss (else seeds 0-3 gave F1 0.59-0.95;
+        # with it 0.947-1.0 in float32 and bfloat16).
         TrainConfig(
             epochs=15,
             steps_per_epoch=10,
@@ -107,7 +109,7 @@ def test_instance_model_trains_and_splits_objects():
     model = trainer.model_file()
     assert model.is_instance_model and model.class_names == ["background", "interior", "boundary"]
     objects = Segmenter(model, device="cpu").predict(image, output="instances").labels
-    assert InstanceAccumulator((0.5,)).add(objects, labels)[0.5]["f1"] > 0.6
+    assert InstanceAccumulator((0.5,)).add(objects, labels)[0.5]["f1"] > 0.85
 
 
 def test_scribbles_for_an_instance_model_train_the_interior():

@@ -418,3 +418,14 @@ def test_a_model_file_never_holds_nan_weights(tmp_path, disks):
         save_model(model, target)
     assert target.read_bytes() == b"the previous file"
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left
+
+
+def test_equal_scores_keep_the_weights_with_the_lower_validation_loss(disks):
+    image, labels = disks
+    trainer = Trainer([_pair(image, labels)], TINY, TrainConfig(epochs=1, val_fraction=0.25))
+    assert trainer._better(0.9, 0.5)  # the first epoch is always the best so far
+    trainer.state.best_score, trainer.state.best_val_loss = 1.0, 0.30
+    assert not trainer._better(0.99, 0.01)  # a lower score never wins
+    assert trainer._better(1.0, 0.20)  # the same score with a lower loss does
+    assert not trainer._better(1.0, 0.35)
+    assert not trainer._better(float("nan"), 0.1)

@@ -150,6 +150,7 @@ class _State:
     step: int = 0
     seconds: float = 0.0
     best_score: float | None = None
+    best_val_loss: float | None = None  # breaks ties between equal scores
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -300,6 +301,7 @@ class Trainer:
             step=int(state["step"]),
             seconds=float(state["seconds"]),
             best_score=state.get("best_score"),
+            best_val_loss=state.get("best_val_loss"),
             history=list(state.get("history", [])),
         )
 
@@ -448,6 +450,20 @@ class Trainer:
         improved = [h["step"] for h in self.state.history if h.get("improved")]
         return improved[-1] if improved else 0
 
+    def _better(self, score: float, val_loss: float | None) -> bool:
+        """Whether an epoch beats the best so far: a higher score, or the same score with a
+        lower validation loss. Scores on few objects saturate (F1 1.0 on a handful of nuclei
+        is reached early); without the tie-break the earliest such weights would be kept."""
+        best = self.state.best_score
+        if best is None:
+            return True
+        if math.isnan(score):
+            return False
+        if score != best:
+            return score > best
+        previous = self.state.best_val_loss
+        return val_loss is not None and previous is not None and val_loss < previous
+
     def _end_epoch(self, progress: TrainProgress) -> TrainProgress:
         if not _all_finite(self.model):
             # The last step's update overflowed although its loss (computed before) was finite.
@@ -455,11 +471,9 @@ class Trainer:
         val_loss, val_score = self.validate() if self.val_pairs else (None, None)
         # Without validation data the best model is the one with the lowest training loss.
         score = val_score if val_score is not None else -progress.train_loss
-        improved = self.state.best_score is None or (
-            not math.isnan(score) and score > self.state.best_score
-        )
+        improved = self._better(score, val_loss)
         if improved:
-            self.state.best_score = score
+            self.state.best_score, self.state.best_val_loss = score, val_loss
             self.best_weights = _state_copy(self.model)
         self.state.history.append(
             {
@@ -553,6 +567,7 @@ class Trainer:
                 "step": self.state.step,
                 "seconds": self.state.seconds,
                 "best_score": self.state.best_score,
+                "best_val_loss": self.state.best_val_loss,
                 "history": self.state.history,
                 "train_config": self.config.to_dict(),
             }
