@@ -17,16 +17,6 @@ from tests.bad_inputs import CASES  # noqa: E402
 from tests.conftest import disks_image  # noqa: E402
 from tests.napari.test_widget import _messages, _tiny_training, _wait  # noqa: E402
 
-from napari_unet._napari.dock import UNetWidget  # noqa: E402
-
-
-@pytest.fixture
-def dock(make_napari_viewer):
-    viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet-torch", "U-Net")
-    assert isinstance(widget, UNetWidget)
-    return widget
-
 
 def _train_on(dock, image, labels, **kw):
     viewer = dock.viewer

@@ -12,17 +12,8 @@ napari = pytest.importorskip("napari")
 from napari.utils.notifications import notification_manager  # noqa: E402
 from tests.conftest import disks_image  # noqa: E402
 
-from napari_unet._napari.dock import UNetWidget  # noqa: E402
 from napari_unet._napari.session import TRAINED  # noqa: E402
 from napari_unet.core.metrics import MetricAccumulator  # noqa: E402
-
-
-@pytest.fixture
-def dock(make_napari_viewer):
-    viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet-torch", "U-Net")
-    assert isinstance(widget, UNetWidget)
-    return widget
 
 
 def _wait(qtbot, panel, worker, timeout=120_000):
