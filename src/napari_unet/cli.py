@@ -839,6 +839,40 @@ def _run_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a model's network as TorchScript or ONNX",
+        description="Write the network (normalised image in, probabilities out; spatial sizes "
+        "multiples of 2**depth) with its metadata, for scripts, onnxruntime and other tools.",
+    )
+    p.add_argument("model", help="model file or bundled model name")
+    p.add_argument("out", help="file to write (e.g. nuclei.onnx, nuclei.torchscript.pt)")
+    p.add_argument("--format", required=True, choices=("torchscript", "onnx"))
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .core import UserInputError, load_model
+    from .core.export import export_metadata, export_network
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise UserInputError(f"{out} already exists; pass --overwrite to replace it")
+    model = load_model(args.model)
+    export_network(model, out, args.format)
+    meta = export_metadata(model)
+    print(
+        f"exported {args.model} as {args.format} to {out}: input {meta['input']['axes']} float32 "
+        f"with {meta['input']['channels']} channel(s), spatial sizes multiples of "
+        f"{meta['input']['spatial_size_multiple']}, normalised as "
+        f"{json.dumps(meta['input']['preprocessing'])}; output {meta['output']['channels']} "
+        f"probability channel(s) {meta['class_names']}"
+    )
+    return 0
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo", help="segment the bundled sample image with the bundled nuclei model and score it"
@@ -894,7 +928,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"napari-unet-torch {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_predict, _add_evaluate, _add_info, _add_import, _add_demo):
+    for add in (
+        _add_train, _add_predict, _add_evaluate, _add_info, _add_import, _add_export, _add_demo
+    ):  # fmt: skip
         add(sub)
     return parser
 
