@@ -75,3 +75,15 @@ def test_statistics_of_a_large_image_come_from_a_subsample_and_agree():
 def test_constant_channel_does_not_divide_by_zero():
     source = ImageSource(np.full((16, 16), 7, np.uint8), 2, Preprocessing(), 1)
     assert np.isfinite(source.read((slice(None), slice(None)))).all()
+
+
+def test_checking_an_image_never_reads_it():
+    from napari_unet.core.normalize import check_image_array
+
+    class Lazy:  # as a zarr or dask array: shape and dtype known, reading is expensive
+        shape, dtype, ndim = (16384, 16384), np.dtype(np.uint16), 2
+
+        def __array__(self, *args, **kwargs):
+            raise AssertionError("the whole image was read")
+
+    check_image_array(Lazy())

@@ -60,9 +60,9 @@ class UNetWidget(QWidget):
         return super().event(event)
 
     def _dock_closed(self) -> None:
-        stopped = [name for name, panel in (("segmenting", self.segment), ("training", self.train))
-                   if panel.busy]  # fmt: skip
-        for panel in (self.segment, self.train):
+        jobs = {"segmenting": self.segment, "training": self.train}
+        stopped = [name for name, panel in jobs.items() if panel.busy]
+        for panel in jobs.values():
             panel.stop()
         if stopped:
             notify_info(

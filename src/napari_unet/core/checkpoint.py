@@ -110,6 +110,12 @@ def _check_weights_fit(config: UNetConfig, weights: dict[str, Any]) -> None:
     meta device: no memory is allocated, whatever size the file claims)."""
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in UNet(config).state_dict().items()}
+    unexpected = sorted(set(weights) - set(expected))
+    if unexpected:
+        raise ModelFileError(
+            f"the weights do not match the architecture in the file: {unexpected[0]} is not "
+            "part of it"
+        )
     for name, shape in expected.items():
         value = weights.get(name)
         if not isinstance(value, torch.Tensor):
@@ -188,13 +194,21 @@ def save_model(
     return atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
+def non_finite_entries(weights: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in ``weights`` holding NaN or infinity."""
+    with torch.no_grad():
+        return [
+            k
+            for k, v in weights.items()
+            if isinstance(v, torch.Tensor)
+            and v.is_floating_point()
+            and not bool(torch.isfinite(v).all())
+        ]
+
+
 def _check_finite(weights: dict[str, torch.Tensor], what: str) -> None:
     """A model file never holds NaN or infinite weights: they would segment nothing."""
-    bad = [
-        k
-        for k, v in weights.items()
-        if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()
-    ]
+    bad = non_finite_entries(weights)
     if bad:
         raise UserInputError(
             f"refusing to save a model whose {what} are not finite (NaN or infinity in "
@@ -322,5 +336,5 @@ def import_state_dict(
         names,
         history={"imported_from": path.name},
     )
-    model.build()  # raises a clear error now if the weights do not fit the config
+    _check_weights_fit(config, weights)  # a clear error now, without building the network
     return model

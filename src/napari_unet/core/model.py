@@ -80,10 +80,11 @@ class UNetConfig:
             raise UserInputError("in_channels, out_channels and base_features must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
             raise UserInputError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name, top in (("in_channels", MAX_CHANNELS), ("out_channels", MAX_CHANNELS),
-                          ("base_features", MAX_CHANNELS)):  # fmt: skip
-            if getattr(self, name) > top:
-                raise UserInputError(f"{name} must be at most {top}, got {getattr(self, name)}")
+        for name in ("in_channels", "out_channels", "base_features"):
+            if getattr(self, name) > MAX_CHANNELS:
+                raise UserInputError(
+                    f"{name} must be at most {MAX_CHANNELS}, got {getattr(self, name)}"
+                )
         if self.groups < 1:
             raise UserInputError(f"groups must be >= 1, got {self.groups}")
         millions = self.parameter_estimate() / 1e6

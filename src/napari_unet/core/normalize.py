@@ -94,7 +94,9 @@ def check_image_array(image: Any, what: str = "the image") -> None:
             f"{what} has shape {shape}: it holds no pixels; expected an image with at least "
             "one pixel along every axis"
         )
-    dtype = np.dtype(getattr(image, "dtype", np.asarray(image).dtype))
+    # Arrays (numpy, memory maps, zarr, dask) say their dtype; reading one to learn it would
+    # load a whole large image. Only plain sequences are converted.
+    dtype = np.dtype(image.dtype) if hasattr(image, "dtype") else np.asarray(image).dtype
     if dtype.kind not in "buif":
         kind = "complex numbers" if dtype.kind == "c" else f"values of type {dtype}"
         hint = " (take the magnitude or the real part first)" if dtype.kind == "c" else ""

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import ModelFile, default_class_names
+from .checkpoint import ModelFile, default_class_names, non_finite_entries
 from .data import Augmentation, PatchSampler, TrainingPair, split_for_validation
 from .devices import autocast, describe_device, memory_format, resolve_device
 from .errors import TrainingDiverged, UserInputError
@@ -133,16 +133,6 @@ class TrainProgress:
 
 def _state_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-
-
-def _all_finite(module: torch.nn.Module) -> bool:
-    """Whether every floating-point weight and buffer (batch-norm statistics too) is finite."""
-    with torch.no_grad():
-        return all(
-            bool(torch.isfinite(v).all())
-            for v in module.state_dict().values()
-            if v.is_floating_point()
-        )
 
 
 @dataclass
@@ -465,7 +455,7 @@ class Trainer:
         return val_loss is not None and previous is not None and val_loss < previous
 
     def _end_epoch(self, progress: TrainProgress) -> TrainProgress:
-        if not _all_finite(self.model):
+        if non_finite_entries(self.model.state_dict()):  # weights and batch-norm statistics
             # The last step's update overflowed although its loss (computed before) was finite.
             self._diverged(f"the weights became NaN or infinite at step {progress.step}")
         val_loss, val_score = self.validate() if self.val_pairs else (None, None)
