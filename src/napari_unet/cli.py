@@ -392,7 +392,15 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         help="image files (TIFF, PNG, JPEG, ...; .zarr arrays with the zarr package) and/or folders",
     )
     p.add_argument(
-        "--model", required=True, help="model file or bundled model name (see `napari-unet info`)"
+        "--model",
+        required=True,
+        help="model file, bundled model name (see `napari-unet info`) or bioimage.io package "
+        "(folder or .zip)",
+    )
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow a bioimage.io package whose only weights need its own Python code to run it",
     )
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument(
@@ -448,7 +456,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     from .core.inference import leading_shape, run_to_end, stack_channel_axis
 
     files = io.list_images(args.inputs)
-    segmenter = Segmenter(args.model, device=args.device)
+    segmenter = Segmenter(args.model, device=args.device, trust_code=args.trust_code)
     output = args.output or segmenter.model_file.suggested_output
     write_probabilities = args.probabilities or output == "probabilities"
     out_dir = Path(args.out)
@@ -743,10 +751,15 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 
 
 def describe_model(spec: str) -> str:
-    """A multi-line, human-readable description of a model file."""
-    from .core import load_model
+    """A multi-line, human-readable description of a model file or bioimage.io package."""
+    from .core import bundled_models, load_model
     from .core.checkpoint import resolve_model_path
 
+    if spec not in bundled_models():
+        from .core.bioimageio_import import describe_package, is_package
+
+        if is_package(spec):
+            return "\n".join(describe_package(spec))
     path = resolve_model_path(spec)
     m = load_model(path)
     c, pp = m.config, m.preprocessing
@@ -778,7 +791,7 @@ def describe_model(spec: str) -> str:
         cfg = run.get("config", {})
         lines.append(
             f"training run {i}: {run.get('steps')} steps, {run.get('seconds')} s on {run.get('device')}, "
-            f"{len(run.get('train_images', []))} training / {len(run.get('val_images', []))} validation image(s), "
+            f"{_count(run.get('train_images'))} training / {_count(run.get('val_images'))} validation image(s), "
             f"best validation {run.get('score', 'score')} {_fmt(run.get('best_score'))}, lr {cfg.get('learning_rate')}, loss {cfg.get('loss')}, "
             f"finished {run.get('finished')}"
         )
@@ -786,6 +799,11 @@ def describe_model(spec: str) -> str:
         lines.append(f"imported from:  {m.history['imported_from']}")
     lines.append(f"resumable:      {'yes' if m.training_state else 'no'}")
     return "\n".join(lines)
+
+
+def _count(value: object) -> object:
+    """Image lists count their entries; packages store the count itself."""
+    return len(value) if isinstance(value, (list, tuple)) else (value if value is not None else 0)
 
 
 def _run_info(args: argparse.Namespace) -> int:
@@ -842,25 +860,58 @@ def _run_import(args: argparse.Namespace) -> int:
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="write a model's network as TorchScript or ONNX",
-        description="Write the network (normalised image in, probabilities out; spatial sizes "
-        "multiples of 2**depth) with its metadata, for scripts, onnxruntime and other tools.",
+        help="write a model as a bioimage.io package, TorchScript or ONNX",
+        description="bioimageio: a bioimage.io model package (format 0.5; .zip or folder) with "
+        "torchscript, onnx and pytorch_state_dict weights, test tensors, cover and documentation, "
+        "for deepImageJ, ilastik, QuPath and bioimage.io's tools. torchscript / onnx: the bare "
+        "network (normalised image in, probabilities out; spatial sizes multiples of 2**depth) "
+        "with its metadata, for scripts and onnxruntime.",
     )
     p.add_argument("model", help="model file or bundled model name")
-    p.add_argument("out", help="file to write (e.g. nuclei.onnx, nuclei.torchscript.pt)")
-    p.add_argument("--format", required=True, choices=("torchscript", "onnx"))
+    p.add_argument(
+        "out", help="file or folder to write (nuclei.zip, nuclei.onnx, nuclei.torchscript.pt)"
+    )
+    p.add_argument("--format", required=True, choices=("bioimageio", "torchscript", "onnx"))
+    p.add_argument(
+        "--sample",
+        help="bioimageio: an image the test tensors and cover are cut from (default: the "
+        "bundled nuclei image; 3D models need one)",
+    )
+    p.add_argument(
+        "--author", action="append", help="bioimageio: an author's name (repeat for several)"
+    )
+    p.add_argument("--license", default="CC-BY-4.0", help="bioimageio: SPDX licence id")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(run=_run_export)
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from .core import UserInputError, load_model
+    from .core import UserInputError, bundled_models, load_model
     from .core.export import export_metadata, export_network
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise UserInputError(f"{out} already exists; pass --overwrite to replace it")
     model = load_model(args.model)
+    if args.format == "bioimageio":
+        from .core import io
+        from .core.bioimageio_export import export_package, package_sizes
+
+        sample = io.read_image(args.sample) if args.sample else None
+        name = args.model if args.model in bundled_models() else None
+        export_package(
+            model, out, name=name, sample=sample, authors=args.author, license=args.license,
+            overwrite=args.overwrite,
+        )  # fmt: skip
+        minimum, step, halo = package_sizes(model)
+        print(
+            f"exported {args.model} as a bioimage.io package to {out}: torchscript, onnx and "
+            f"pytorch_state_dict weights; input sides {minimum} + n x {step}, halo {halo}; "
+            f"check it with `bioimageio test {out}`"
+        )
+        return 0
+    if args.sample or args.author:
+        raise UserInputError("--sample and --author apply to --format bioimageio only")
     export_network(model, out, args.format)
     meta = export_metadata(model)
     print(

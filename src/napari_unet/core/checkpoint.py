@@ -259,7 +259,17 @@ def _read_archive(path: Path) -> Any:
 
 
 def load_model(spec: str | os.PathLike) -> ModelFile:
-    """Load a model file (or a bundled model by name) safely, with a clear error otherwise."""
+    """Load a model file (or a bundled model by name) safely, with a clear error otherwise.
+
+    A bioimage.io package made of napari-unet's U-Net loads too (as the same model, ready to
+    fine-tune); other packages are refused here with the reason (they predict through
+    :func:`.bioimageio_import.load_any_model`).
+    """
+    if not (isinstance(spec, str) and spec in bundled_models()):
+        from .bioimageio_import import is_package, load_fine_tunable
+
+        if is_package(spec):
+            return load_fine_tunable(spec)
     path = resolve_model_path(spec)
     data = _read_archive(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:

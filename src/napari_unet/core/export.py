@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io as _io
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -38,14 +39,18 @@ METADATA_KEY = "napari_unet"
 
 
 class ProbabilityNetwork(nn.Module):
-    """The folded network followed by its activation: normalised image -> probabilities."""
+    """The folded network followed by its activation: normalised image -> probabilities
+    (or logits, with ``probabilities=False``, for formats that apply the activation as a
+    separate step, like bioimage.io's postprocessing)."""
 
-    def __init__(self, model: ModelFile):
+    def __init__(self, model: ModelFile, probabilities: bool = True):
         super().__init__()
         self.net = fold_batchnorm(model.build("cpu"))
+        self.probabilities = probabilities
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return activation(self.net(x))
+        logits = self.net(x)
+        return activation(logits) if self.probabilities else logits
 
 
 def export_metadata(model: ModelFile) -> dict[str, Any]:
@@ -77,15 +82,23 @@ def _example_input(model: ModelFile) -> torch.Tensor:
     return torch.zeros((1, config.in_channels) + (side,) * config.spatial_dims)
 
 
-def export_network(model: ModelFile, path: str | os.PathLike, fmt: str) -> Path:
-    """Write ``model``'s network as ``fmt`` ("torchscript" or "onnx") to ``path``; returns it."""
+def export_network(
+    model: ModelFile, path: str | os.PathLike, fmt: str, *, probabilities: bool = True
+) -> Path:
+    """Write ``model``'s network as ``fmt`` ("torchscript" or "onnx") to ``path``; returns it.
+
+    ``probabilities=False`` leaves the activation out: the graph then returns logits.
+    """
     if fmt not in EXPORT_FORMATS:
         raise UserInputError(f"export format must be one of {EXPORT_FORMATS}, got {fmt!r}")
     path = Path(path)
     if not path.parent.is_dir():
         raise UserInputError(f"cannot export: folder {path.parent} does not exist")
-    network = ProbabilityNetwork(model).eval()
-    metadata = json.dumps(export_metadata(model))
+    network = ProbabilityNetwork(model, probabilities).eval()
+    meta = export_metadata(model)
+    if not probabilities:
+        meta["output"]["meaning"] = "logits"
+    metadata = json.dumps(meta)
     data = (
         _onnx_bytes(network, model, metadata)
         if fmt == "onnx"
@@ -106,7 +119,7 @@ def _torchscript_bytes(network: nn.Module, model: ModelFile, metadata: str) -> b
     return buffer.getvalue()
 
 
-def _onnx_bytes(network: nn.Module, model: ModelFile, metadata: str) -> bytes:
+def _onnx_bytes(network: ProbabilityNetwork, model: ModelFile, metadata: str) -> bytes:
     try:
         import onnx
         import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
@@ -126,13 +139,25 @@ def _onnx_bytes(network: nn.Module, model: ModelFile, metadata: str) -> bytes:
     }
     shapes = {"x": {0: Dim("batch", min=1, max=4096), **spatial}}
     buffer = _io.BytesIO()
-    # The exporter reports each of its stages on stdout; the CLI prints its own line.
-    with contextlib.redirect_stdout(_io.StringIO()), torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecations
-        program = torch.onnx.export(
-            network, (_example_input(model),), dynamo=True, dynamic_shapes=shapes,
-            input_names=["x"], output_names=["probabilities"], verbose=False,
-        )  # fmt: skip
+    # The exporter reports each of its stages on stdout, and warns through logging that
+    # torchvision's operators are unavailable (we use none); the CLI prints its own line.
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    output_name = "probabilities" if network.probabilities else "logits"
+    try:
+        with (
+            contextlib.redirect_stdout(_io.StringIO()),
+            torch.no_grad(),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecations
+            program = torch.onnx.export(
+                network, (_example_input(model),), dynamo=True, dynamic_shapes=shapes,
+                input_names=["x"], output_names=[output_name], verbose=False,
+            )  # fmt: skip
+    finally:
+        registration.setLevel(level)
     proto = program.model_proto
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, metadata

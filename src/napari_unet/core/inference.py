@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from .arrays import moveaxis
-from .checkpoint import ModelFile, load_model
+from .bioimageio_import import PackageModel, load_any_model, package_tiling
+from .checkpoint import ModelFile
 from .devices import describe_device, release_cpu_memory, resolve_device
 from .errors import UserInputError
 from .instances import instances_from_probabilities
@@ -70,12 +71,28 @@ class Segmenter:
     precision : "auto", "float32", "bfloat16" or "float16".
     """
 
-    def __init__(self, model: ModelFile | str, device: str = "auto", precision: str = "auto"):
-        self.model_file = model if isinstance(model, ModelFile) else load_model(model)
+    def __init__(
+        self,
+        model: ModelFile | PackageModel | str,
+        device: str = "auto",
+        precision: str = "auto",
+        *,
+        trust_code: bool = False,
+    ):
+        if isinstance(model, (ModelFile, PackageModel)):
+            self.model_file = model
+        else:
+            self.model_file = load_any_model(model, trust_code=trust_code)
         self.device = resolve_device(device)
         self.precision = precision
-        # Prediction never trains this copy: batch norm folds into the convolutions.
-        self.net = fold_batchnorm(self.model_file.build(self.device))
+        self.is_package = isinstance(self.model_file, PackageModel)
+        if self.is_package:
+            # Someone else's network was validated in float32: "auto" keeps it there.
+            self.precision = "float32" if precision == "auto" else precision
+            self.net = self.model_file.network(self.device)
+        else:
+            # Prediction never trains this copy: batch norm folds into the convolutions.
+            self.net = fold_batchnorm(self.model_file.build(self.device))
 
     @property
     def device_name(self) -> str:
@@ -100,13 +117,6 @@ class Segmenter:
         if output not in OUTPUTS:
             raise UserInputError(f"output must be one of {OUTPUTS}, got {output!r}")
         config = self.model_file.config
-        source = ImageSource(
-            image,
-            config.spatial_dims,
-            self.model_file.preprocessing,
-            config.in_channels,
-            channel_axis,
-        )
         tiling = {
             "tile_size": tile_size,
             "halo": halo,
@@ -114,6 +124,17 @@ class Segmenter:
             "device": self.device,
             "precision": self.precision,
         }
+        if self.is_package:
+            source = self.model_file.source(image, channel_axis)
+            tiling.update(package_tiling(self.model_file, source.shape, tile_size, halo))
+        else:
+            source = ImageSource(
+                image,
+                config.spatial_dims,
+                self.model_file.preprocessing,
+                config.in_channels,
+                channel_axis,
+            )
         net = TestTimeAugmented(self.net) if test_time_augmentation else self.net
         prob = None
         instance_model = self.model_file.is_instance_model
@@ -148,6 +169,10 @@ class Segmenter:
             yield from predict_tiled(
                 net, source, labels, output="labels", threshold=threshold, **tiling
             )
+        if self.is_package and source.shape != source.original_shape:
+            crop = tuple(slice(0, n) for n in source.original_shape)
+            labels = labels[crop]
+            prob = None if prob is None else prob[(slice(None), *crop)]
         if output == "instances" and not instance_model:
             labels = instances_from_foreground(labels > 0, min_size)
         if self.device.type == "cuda":

@@ -260,6 +260,16 @@ class UNet(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def build_unet(**config: Any) -> UNet:
+    """A :class:`UNet` from its config's fields as keyword arguments.
+
+    The architecture entry point named in the bioimage.io packages napari-unet writes
+    (``import_from: napari_unet.core.model``, ``callable: build_unet``), so that the reference
+    tools can rebuild the network from its ``pytorch_state_dict`` weights.
+    """
+    return UNet(UNetConfig.from_dict(config))
+
+
 def padding_mode(shape: tuple[int, ...], pads: tuple[int, ...]) -> str:
     """Reflection when every axis is long enough to reflect its padding, else edge replication.
 

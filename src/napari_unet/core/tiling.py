@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -238,6 +238,7 @@ def predict_tiled(
     output: str = "probabilities",
     threshold: float = 0.5,
     region: tuple[slice, ...] | None = None,
+    finish: Callable[[torch.Tensor], torch.Tensor] = activation,
 ) -> Iterator[TileProgress]:
     """Predict ``source`` tile by tile into the preallocated ``out``, yielding progress.
 
@@ -263,6 +264,8 @@ def predict_tiled(
     region : predict only this part of the image (slices with steps of 1, starts multiples of
         the model's ``size_multiple``), with context from around it; ``out`` then has the
         region's shape. Used to segment very large images part by part.
+    finish : turns the network's output into probabilities (softmax / sigmoid by default; the
+        identity for networks that finish their output themselves, like bioimage.io packages).
     """
     config = model.config
     dims = config.spatial_dims
@@ -318,7 +321,7 @@ def predict_tiled(
             try:
                 with reuse(), autocast(device, precision):
                     logits = model(x)
-                    prob = activation(logits.float()).cpu().numpy()
+                    prob = finish(logits.float()).cpu().numpy()
             except (torch.OutOfMemoryError, RuntimeError) as err:
                 if not _out_of_memory(err):
                     raise
