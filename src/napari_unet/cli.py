@@ -445,6 +445,22 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--format",
+        choices=("tif", "ome-zarr"),
+        default="tif",
+        help="tif: <name>_labels.tif; ome-zarr: <name>_labels.ome.zarr (and "
+        "<name>_probabilities.ome.zarr) with the input's axes and pixel sizes",
+    )
+    p.add_argument(
+        "--into-input",
+        action="store_true",
+        help="OME-Zarr inputs: write the labels into the input's labels/ group (NGFF labels), "
+        "where napari shows them over the image",
+    )
+    p.add_argument(
+        "--label-name", default="napari-unet", help="name of the labels written by --into-input"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(run=_run_predict)
 
@@ -454,6 +470,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     from .core import Segmenter, StackProgress, UserInputError, io, iter_predict_stack
     from .core.inference import leading_shape, run_to_end, stack_channel_axis
+    from .core.ome_zarr import is_ome_zarr, read_ome_zarr, write_labels_into
 
     files = io.list_images(args.inputs)
     segmenter = Segmenter(args.model, device=args.device, trust_code=args.trust_code)
@@ -462,12 +479,21 @@ def _run_predict(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserInputError(f"--out {out_dir} exists and is not a folder")
+    if args.into_input:
+        not_ome = [f.name for f in files if not is_ome_zarr(f)]
+        if not_ome:
+            raise UserInputError(
+                f"--into-input writes into OME-Zarr images only; not one: {', '.join(not_ome[:3])}"
+            )
+    suffix = ".ome.zarr" if args.format == "ome-zarr" else ".tif"
     outputs = {}
     for f in files:
-        stem = f.name[: -len(f.suffix)]
-        targets = [out_dir / f"{stem}_labels.tif"] + (
-            [out_dir / f"{stem}_probabilities.tif"] if write_probabilities else []
+        stem = f.name[: -len(f.suffix)].removesuffix(".ome")
+        targets = [out_dir / f"{stem}_labels{suffix}"] + (
+            [out_dir / f"{stem}_probabilities{suffix}"] if write_probabilities else []
         )
+        if args.into_input:
+            targets[0] = f / "labels" / args.label_name
         outputs[f] = targets
     stems = [t[0].name for t in outputs.values()]
     if len(set(stems)) != len(stems):
@@ -487,7 +513,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     )
     dims = segmenter.model_file.config.spatial_dims
     for f in files:
-        image = io.read_image(f, memmap=True)
+        ome = read_ome_zarr(f) if is_ome_zarr(f) else None
+        image = ome.data if ome is not None else io.read_image(f, memmap=True)
         options = {
             "output": output,
             "keep_probabilities": write_probabilities,
@@ -512,9 +539,10 @@ def _run_predict(args: argparse.Namespace) -> int:
                 bar.refresh()
 
             try:
-                channel_axis = stack_channel_axis(
-                    image.shape, segmenter.model_file, args.channel_axis
-                )
+                given = args.channel_axis
+                if ome is not None and given is None:  # the metadata says which axis is c
+                    given = ome.channel_axis
+                channel_axis = stack_channel_axis(image.shape, segmenter.model_file, given)
                 stack = leading_shape(tuple(image.shape), dims, channel_axis)
                 if stack:  # e.g. a z-stack for a 2D model: one slice at a time
                     print(
@@ -530,8 +558,13 @@ def _run_predict(args: argparse.Namespace) -> int:
             except UserInputError as err:
                 raise UserInputError(f"{f.name}: {err}") from err
         labels_path, *prob_path = outputs[f]
-        io.write_image(labels_path, result.labels, overwrite=args.overwrite)
-        if prob_path:
+        if args.into_input:
+            write_labels_into(ome, result.labels, args.label_name, overwrite=args.overwrite)
+        elif args.format == "ome-zarr":
+            _write_ome_zarr_outputs(ome, result, labels_path, prob_path, args.overwrite, dims)
+        else:
+            io.write_image(labels_path, result.labels, overwrite=args.overwrite)
+        if prob_path and args.format != "ome-zarr":
             io.write_image(prob_path[0], result.probabilities, overwrite=args.overwrite)
         n = int(result.labels.max())
         what = (
@@ -539,8 +572,34 @@ def _run_predict(args: argparse.Namespace) -> int:
             if output == "instances"
             else f"{(result.labels > 0).mean():.1%} foreground"
         )
-        print(f"{f.name}: {what} -> {labels_path.name}", file=sys.stderr)
+        where = f"{f.name}/labels/{args.label_name}" if args.into_input else labels_path.name
+        print(f"{f.name}: {what} -> {where}", file=sys.stderr)
     return 0
+
+
+def _write_ome_zarr_outputs(
+    ome, result, labels_path: Path, prob_path: list[Path], overwrite: bool, spatial_dims: int
+) -> None:
+    """Labels (and probabilities) as new OME-Zarr images with the input's axes and pixel sizes
+    (plain images: axes named from the end, y and x last, pixel size 1)."""
+    from .core.ome_zarr import output_axes, probability_layout, write_ome_zarr
+
+    if ome is not None:
+        axes, scale = output_axes(ome)
+        units = ome.units
+    else:
+        ndim = result.labels.ndim
+        if ndim > 4:
+            from .core import UserInputError
+
+            raise UserInputError(
+                f"OME-Zarr holds at most 4 axes besides channels; the labels have {ndim}"
+            )
+        axes, scale, units = list("tzyx"[-ndim:]), [1.0] * ndim, {}
+    write_ome_zarr(labels_path, result.labels, axes, scale, units, overwrite=overwrite)
+    if prob_path:
+        data, names, sizes = probability_layout(result.probabilities, axes, scale, spatial_dims)
+        write_ome_zarr(prob_path[0], data, names, sizes, units, overwrite=overwrite)
 
 
 # ---------------------------------------------------------------- evaluate

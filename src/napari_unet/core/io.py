@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserInputError
+from .ome_zarr import is_ome_zarr
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".gif", ".jpg", ".jpeg", ".bmp")
 
@@ -29,7 +30,11 @@ def is_zarr_array(path: Path) -> bool:
 def is_image_file(path: Path) -> bool:
     if path.name.startswith("."):
         return False
-    return (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES) or is_zarr_array(path)
+    return (
+        (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
+        or is_zarr_array(path)
+        or is_ome_zarr(path)
+    )
 
 
 def read_image(path: str | os.PathLike, *, memmap: bool = False) -> np.ndarray:
@@ -37,9 +42,14 @@ def read_image(path: str | os.PathLike, *, memmap: bool = False) -> np.ndarray:
 
     ``memmap=True`` maps uncompressed TIFFs instead of loading them (others load normally).
     A ``.zarr`` folder holding one array comes back as a zarr array, read lazily (needs the
-    ``zarr`` package). Single-frame GIFs come back as 2D or RGB arrays, not a stack of one.
+    ``zarr`` package); an OME-Zarr image as its level 0, a lazy dask array (needs the
+    ``ome-zarr`` extra; :func:`.ome_zarr.read_ome_zarr` gives its axes and pixel sizes). Single-frame GIFs come back as 2D or RGB arrays, not a stack of one.
     """
     path = Path(path)
+    if is_ome_zarr(path):  # level 0 of the multiscale image, lazily
+        from .ome_zarr import read_ome_zarr
+
+        return read_ome_zarr(path).data
     if is_zarr_array(path):
         return _open_zarr(path)
     if not path.is_file():
@@ -197,7 +207,7 @@ def list_images(folder_or_files: list[str | os.PathLike] | str | os.PathLike) ->
     found: list[Path] = []
     for item in items:
         path = Path(item)
-        if is_zarr_array(path):
+        if is_zarr_array(path) or is_ome_zarr(path):
             found.append(path)
         elif path.is_dir():
             found += sorted(p for p in path.iterdir() if is_image_file(p))

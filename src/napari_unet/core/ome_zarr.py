@@ -1,0 +1,192 @@
+"""OME-Zarr (NGFF) images in, labels and probabilities out, through the ``ome-zarr`` package.
+
+Reading takes level 0 of the first multiscale image, lazily (a dask array: prediction reads it
+tile by tile), with its axis names (t, c, z, y, x) and pixel sizes from the metadata. Writing
+uses ``ome_zarr.writer``: the labels either as a new OME-Zarr image with the input's pixel
+sizes, or into the input's own ``labels/`` group (the NGFF labels convention), where napari and
+other viewers show them over the image.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UserInputError
+
+
+def _attributes(path: Path) -> dict[str, Any]:
+    """The group's attributes (zarr v2 ``.zattrs`` or v3 ``zarr.json``), or {}."""
+    try:
+        if (path / "zarr.json").is_file():
+            meta = json.loads((path / "zarr.json").read_text())
+            attrs = meta.get("attributes") or {}
+            return attrs.get("ome", attrs)
+        if (path / ".zattrs").is_file():
+            return json.loads((path / ".zattrs").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {}
+
+
+def is_ome_zarr(path: str | os.PathLike) -> bool:
+    """A folder holding an OME-Zarr multiscale image."""
+    path = Path(path)
+    return path.is_dir() and "multiscales" in _attributes(path)
+
+
+def _needs_ome_zarr() -> None:
+    try:
+        import ome_zarr  # noqa: F401
+    except ImportError as err:
+        raise UserInputError(
+            "OME-Zarr needs the ome-zarr extra: pip install 'napari-unet-torch[ome-zarr]'"
+        ) from err
+
+
+@dataclass
+class OmeZarrImage:
+    """Level 0 of an OME-Zarr image: ``data`` (lazy), ``axes`` (names such as "c", "z", "y",
+    "x", "t") and ``scale`` (pixel size per axis), ``units`` (per axis, where given)."""
+
+    path: Path
+    data: Any
+    axes: list[str]
+    scale: list[float]
+    units: dict[str, str]
+
+    @property
+    def channel_axis(self) -> int | None:
+        return self.axes.index("c") if "c" in self.axes else None
+
+
+def read_ome_zarr(path: str | os.PathLike) -> OmeZarrImage:
+    """Open an OME-Zarr image (level 0, lazily) with its axes and pixel sizes."""
+    _needs_ome_zarr()
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Multiscales, Reader
+
+    path = Path(path)
+    location = parse_url(str(path), mode="r")
+    if location is None:
+        raise UserInputError(f"{path} is not a readable OME-Zarr image")
+    # The reader logs what it finds on its way (labels' parents...); one line per file is ours.
+    quiet = logging.getLogger("ome_zarr")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        nodes = [n for n in Reader(location)() if n.load(Multiscales) is not None]
+    finally:
+        quiet.setLevel(level)
+    if not nodes:
+        raise UserInputError(f"{path} holds no OME-Zarr multiscale image")
+    node = nodes[0]
+    data = node.data[0]
+    meta = _attributes(path)["multiscales"][0]
+    axes_meta = meta.get("axes") or [{"name": a} for a in "tczyx"[-data.ndim :]]
+    axes = [a["name"] if isinstance(a, dict) else str(a) for a in axes_meta]
+    units = {a["name"]: a["unit"] for a in axes_meta if isinstance(a, dict) and a.get("unit")}
+    scale = [1.0] * data.ndim
+    for transform in meta["datasets"][0].get("coordinateTransformations") or []:
+        if transform.get("type") == "scale":
+            scale = [float(s) for s in transform["scale"]]
+    if len(axes) != data.ndim or len(scale) != data.ndim:
+        raise UserInputError(
+            f"{path}: the metadata names {len(axes)} axes but the image has {data.ndim}"
+        )
+    return OmeZarrImage(path, data, axes, scale, units)
+
+
+def _axes_meta(names: list[str], units: dict[str, str]) -> list[dict[str, str]]:
+    kinds = {"t": "time", "c": "channel"}
+    out = []
+    for name in names:
+        entry = {"name": name, "type": kinds.get(name, "space")}
+        if name in units:
+            entry["unit"] = units[name]
+        out.append(entry)
+    return out
+
+
+def output_axes(image: OmeZarrImage) -> tuple[list[str], list[float]]:
+    """Axes and pixel sizes of the labels: the image's, without its channel axis."""
+    keep = [i for i, a in enumerate(image.axes) if a != "c"]
+    return [image.axes[i] for i in keep], [image.scale[i] for i in keep]
+
+
+def probability_layout(
+    probabilities: np.ndarray, axes: list[str], scale: list[float], spatial_dims: int
+) -> tuple[np.ndarray, list[str], list[float]]:
+    """Probabilities come as (*stack, K, *space) (``spatial_dims`` axes the model sees; the
+    stack axes may be z for a 2D model); NGFF wants (t, c, z, y, x) order."""
+    lead = probabilities.ndim - 1 - spatial_dims
+    names = [*axes[:lead], "c", *axes[lead:]]
+    sizes = [*scale[:lead], 1.0, *scale[lead:]]
+    times = sum(1 for a in axes[:lead] if a == "t")
+    order = list(range(probabilities.ndim))
+    order.insert(times, order.pop(lead))
+    return (
+        np.transpose(probabilities, order),
+        [names[i] for i in order],
+        [sizes[i] for i in order],
+    )
+
+
+def write_ome_zarr(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    axes: list[str],
+    scale: list[float],
+    units: dict[str, str] | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``data`` as a new single-level OME-Zarr image at ``path`` (``name.ome.zarr``)."""
+    _needs_ome_zarr()
+    import zarr
+    from ome_zarr.writer import write_image
+
+    path = Path(path)
+    if path.exists():
+        if not overwrite:
+            raise UserInputError(f"{path} already exists; pass --overwrite to replace it")
+        shutil.rmtree(path)
+    group = zarr.open_group(str(path), mode="w")
+    write_image(
+        np.asarray(data), group, scale_factors=(), axes=_axes_meta(axes, units or {}),
+        coordinate_transformations=[[{"type": "scale", "scale": [float(s) for s in scale]}]],
+    )  # fmt: skip
+    return path
+
+
+def write_labels_into(
+    image: OmeZarrImage, labels: np.ndarray, name: str = "napari-unet", *, overwrite: bool = False
+) -> Path:
+    """Write ``labels`` into the image's ``labels/NAME`` group (NGFF labels), with its pixel
+    sizes; an existing label of that name is replaced only with ``overwrite``."""
+    _needs_ome_zarr()
+    import zarr
+    from ome_zarr.writer import write_labels
+
+    target = image.path / "labels" / name
+    if target.exists():
+        if not overwrite:
+            raise UserInputError(
+                f"{image.path.name} already holds labels/{name}; pass --overwrite to replace them"
+            )
+        shutil.rmtree(target)
+    axes, scale = output_axes(image)
+    group = zarr.open_group(str(image.path), mode="a")
+    write_labels(
+        np.asarray(labels), group, name, scaler=None, scale_factors=(),
+        axes=_axes_meta(axes, image.units),
+        coordinate_transformations=[[{"type": "scale", "scale": scale}]],
+    )  # fmt: skip
+    return target
