@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -22,6 +24,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..core import ModelFile, Segmenter, bundled_models, iter_predict_stack, load_model
+from ..core.bioimageio_import import load_any_model
+from ..core.errors import CodeNotTrusted
 from .common import LayerCombo, device_combo, notify_error, notify_info
 from .layers import guess_channel_axis, layer_array, shown_block, spatial_transform, write_labels
 from .session import TRAINED, Session
@@ -153,18 +157,40 @@ class SegmentPanel(QWidget):
         # A freshly trained model becomes the default: Segment is then one click.
         self.refresh_models(select=TRAINED)
 
-    def add_model_file(self, path: str) -> None:
-        """Load a model file and select it (errors become notifications)."""
+    def add_model_file(self, path: str, *, trust_code: bool | None = None) -> None:
+        """Load a model file or bioimage.io package and select it (errors become
+        notifications). A package that needs its own Python code to run is loaded only if the
+        user says they trust it (``trust_code=None``: ask)."""
         try:
-            self._files[path] = load_model(path)
+            try:
+                model = load_any_model(path, trust_code=bool(trust_code))
+            except CodeNotTrusted as err:
+                if trust_code is not None or not self._ask_trust(path, err):
+                    raise
+                model = load_any_model(path, trust_code=True)
+            self._files[path] = model
         except Exception as err:
             self.last_message = notify_error(err)
             return
+        self.session.add_loaded(path, model)
         self.refresh_models(select=path)
+
+    def _ask_trust(self, path: str, err: Exception) -> bool:
+        answer = QMessageBox.question(
+            self,
+            "Run this package's code?",
+            f"{err}\n\nRun the Python code of {Path(path).name}?",
+            QMessageBox.Yes | QMessageBox.No,
+            QMessageBox.No,
+        )
+        return answer == QMessageBox.Yes
 
     def _load_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Open a napari-unet model", "", "Model files (*.pt)"
+            self,
+            "Open a model",
+            "",
+            "napari-unet models and bioimage.io packages (*.pt *.zip *.yaml);;All files (*)",
         )
         if path:
             self.add_model_file(path)

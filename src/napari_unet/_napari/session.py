@@ -16,10 +16,13 @@ class Session(QObject):
     """Holds the most recently trained model and tells the panels when it changes."""
 
     model_changed = Signal()
+    loaded_changed = Signal()
 
     def __init__(self) -> None:
         super().__init__()
         self.trained: ModelFile | None = None
+        # Models opened with Load... (files and bioimage.io packages), by path.
+        self.loaded: dict[str, Any] = {}
 
     @classmethod
     def for_viewer(cls, viewer: Any) -> Session:
@@ -31,6 +34,10 @@ class Session(QObject):
             # Forget it with the viewer (an id may be reused by a later viewer).
             weakref.finalize(viewer, _SESSIONS.pop, key, None)
         return _SESSIONS[key]
+
+    def add_loaded(self, path: str, model: Any) -> None:
+        self.loaded[path] = model
+        self.loaded_changed.emit()
 
     def set_trained(self, model: ModelFile) -> None:
         self.trained = model

@@ -307,6 +307,7 @@ class TrainPanel(QWidget):
 
         self.add_row()
         session.model_changed.connect(self.refresh_start_choices)
+        session.loaded_changed.connect(self.refresh_start_choices)
         self.refresh_start_choices()
         self._set_running(False)
 
@@ -332,6 +333,10 @@ class TrainPanel(QWidget):
         if self.session.trained is not None:
             self.start_from.addItem(TRAINED)
         self.start_from.addItems(list(bundled_models()))
+        # Loaded models of our own U-Net (files and packages) are fine-tunable; others are not.
+        self.start_from.addItems(
+            [p for p, m in self.session.loaded.items() if isinstance(m, ModelFile)]
+        )
         self.start_from.setCurrentIndex(max(self.start_from.findText(current), 0))
 
     # ------------------------------------------------------------ running
@@ -355,6 +360,8 @@ class TrainPanel(QWidget):
             return None
         if choice == TRAINED:
             return self.session.trained
+        if isinstance(self.session.loaded.get(choice), ModelFile):
+            return self.session.loaded[choice]
         return load_model(choice)
 
     def _make_trainer_factory(self):

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from .checkpoint import ModelFile, _check_class_names, _check_weights_fit, _read_archive
-from .errors import ModelFileError, UserInputError
+from .errors import CodeNotTrusted, ModelFileError, UserInputError
 from .model import UNetConfig
 from .normalize import Preprocessing, _sample, channels_first, check_image_array, read_block
 from .package_ops import Operation, operations
@@ -306,7 +306,7 @@ class PackageModel:
             arch = self.package.descr.weights.pytorch_state_dict.architecture
             where = getattr(arch, "import_from", None) or str(getattr(arch, "source", "?"))
             if not trust_code:
-                raise UserInputError(
+                raise CodeNotTrusted(
                     f"{self.path.name} can only run by importing Python code ({where}, "
                     f"{arch.callable}) that comes with it or from elsewhere; pass --trust-code "
                     "(or answer yes in napari) only if you trust its authors"

@@ -18,3 +18,8 @@ class ModelFileError(UserInputError):
 class TrainingDiverged(UserInputError):
     """Training produced a NaN or infinite loss or weights; the trainer is back on its best
     finite weights, so saving it now keeps them and resuming starts from them."""
+
+
+class CodeNotTrusted(UserInputError):
+    """A bioimage.io package that runs only by importing Python code that comes with it (or
+    from elsewhere): refused unless the user says they trust it (``--trust-code``)."""
