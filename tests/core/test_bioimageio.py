@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.conftest import disks_image, randomise_batchnorm
+from tests.conftest import disks_image
 from torch import nn
 
-from napari_unet.core import ModelFile, Preprocessing, Segmenter, UNet, UNetConfig, UserInputError
+from napari_unet.core import ModelFile, Preprocessing, Segmenter, UNetConfig, UserInputError
 from napari_unet.core.checkpoint import load_model
 
 pytest.importorskip("bioimageio.core")
@@ -42,21 +42,37 @@ def _bioimageio_test(path: Path) -> subprocess.CompletedProcess:
     )
 
 
-def _tiny_3d_model() -> ModelFile:
-    torch.manual_seed(0)
-    config = UNetConfig(spatial_dims=3, depth=2, base_features=2, out_channels=1)
-    net = randomise_batchnorm(UNet(config))
-    return ModelFile(
-        config, Preprocessing(), net.state_dict(), ["background", "foreground"],
-        description="tiny 3D test model",
-    )  # fmt: skip
+def _volume() -> tuple[np.ndarray, np.ndarray]:
+    """Three bright balls in noise, and their labels."""
+    from skimage.draw import ellipsoid
 
-
-def _volume() -> np.ndarray:
     rng = np.random.default_rng(1)
-    return (rng.normal(100, 10, (60, 64, 60)) + 200 * (rng.random((60, 64, 60)) > 0.9)).astype(
-        np.uint16
+    volume = rng.normal(100, 10, (40, 48, 44))
+    labels = np.zeros(volume.shape, np.uint8)
+    ball = ellipsoid(5, 6, 6)
+    for z, y, x in ((2, 3, 3), (20, 25, 28), (12, 30, 4)):
+        sl = (slice(z, z + ball.shape[0]), slice(y, y + ball.shape[1]), slice(x, x + ball.shape[2]))
+        volume[sl][ball] += 300
+        labels[sl][ball] = 1
+    return volume.astype(np.uint16), labels
+
+
+@pytest.fixture(scope="module")
+def trained_3d() -> ModelFile:
+    """A 3D model freshly trained here (a few seconds), as a user's would be."""
+    from napari_unet.core import TrainConfig, Trainer, prepare_pair
+
+    volume, labels = _volume()
+    pair = prepare_pair(volume, labels, spatial_dims=3, preprocessing=Preprocessing())
+    torch.manual_seed(0)
+    trainer = Trainer(
+        [pair],
+        UNetConfig(spatial_dims=3, depth=2, base_features=4),
+        TrainConfig(epochs=3, steps_per_epoch=4, patch_size=24, val_fraction=0, learning_rate=1e-2),
     )
+    for _ in trainer.train():
+        pass
+    return trainer.model_file()
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +82,23 @@ def nuclei_package(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def package_3d(tmp_path_factory) -> Path:
+def package_3d(tmp_path_factory, trained_3d) -> Path:
     out = tmp_path_factory.mktemp("pkg3d") / "tiny3d"
-    return export_package(_tiny_3d_model(), out, sample=_volume())
+    return export_package(trained_3d, out, sample=_volume()[0])
 
 
-@pytest.mark.parametrize("which", ["nuclei_package", "package_3d"])
+@pytest.fixture(scope="module")
+def retina_package(tmp_path_factory) -> Path:
+    # A colour sample for the RGB model: the nuclei image in three channels.
+    from napari_unet.core.io import read_image
+
+    sample = read_image(Path(__file__).parents[2] / "src/napari_unet/samples/nuclei.png")
+    rgb = np.stack([sample, sample[::-1], sample[:, ::-1]], axis=-1)
+    out = tmp_path_factory.mktemp("pkgretina") / "retina.zip"
+    return export_package(load_model("retina"), out, name="retina", sample=rgb)
+
+
+@pytest.mark.parametrize("which", ["nuclei_package", "retina_package", "package_3d"])
 def test_reference_tool_passes_our_packages(request, which):
     path = request.getfixturevalue(which)
     done = _bioimageio_test(path)
@@ -109,13 +136,13 @@ def test_package_test_output_reproduced_by_our_tiler(nuclei_package):
     assert np.abs(tiled.probabilities - expected).max() < 1e-4
 
 
-def test_3d_round_trip(package_3d):
+def test_3d_round_trip(package_3d, trained_3d):
     package = open_package(package_3d)
     x = np.load(package.root / "test_input.npy")
     y = np.load(package.root / "test_output.npy")
-    assert x.ndim == 5 and y.shape == (1, 1, *x.shape[2:])
+    assert x.ndim == 5 and y.shape == (1, trained_3d.config.out_channels, *x.shape[2:])
     back = load_model(package_3d)
-    assert back.config == _tiny_3d_model().config
+    assert back.config == trained_3d.config and back.history["runs"]
     prob = Segmenter(back, device="cpu", precision="float32").predict(
         x[0, 0], output="probabilities"
     )
@@ -133,9 +160,9 @@ def test_info_describes_a_package(nuclei_package):
         assert expected in text, expected
 
 
-def test_3d_export_needs_a_sample(tmp_path):
+def test_3d_export_needs_a_sample(tmp_path, trained_3d):
     with pytest.raises(UserInputError, match="--sample"):
-        export_package(_tiny_3d_model(), tmp_path / "x.zip")
+        export_package(trained_3d, tmp_path / "x.zip")
 
 
 def test_export_refuses_to_overwrite(nuclei_package):
