@@ -170,6 +170,13 @@ def test_export_refuses_to_overwrite(nuclei_package):
         export_package(load_model("nuclei"), nuclei_package)
 
 
+def test_overwrite_never_empties_a_folder_that_is_not_a_package(tmp_path):
+    (tmp_path / "thesis.docx").write_text("years of work")
+    with pytest.raises(UserInputError, match=r"not a bioimage\.io package"):
+        export_package(load_model("nuclei"), tmp_path, overwrite=True)
+    assert (tmp_path / "thesis.docx").read_text() == "years of work"
+
+
 # ------------------------------------------------------------ packages made by others
 
 

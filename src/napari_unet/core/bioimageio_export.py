@@ -285,6 +285,13 @@ def export_package(
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserInputError(f"{out} already exists; pass --overwrite to replace it")
+    if out.is_dir() and any(out.iterdir()):
+        from .bioimageio_import import is_package
+
+        if not is_package(out):  # --overwrite replaces a package, never any other folder
+            raise UserInputError(
+                f"{out} is a folder that is not a bioimage.io package; choose a new folder or a .zip"
+            )
     if not out.parent.is_dir():
         raise UserInputError(f"cannot export: folder {out.parent} does not exist")
     config = model.config

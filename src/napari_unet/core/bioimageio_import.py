@@ -397,7 +397,8 @@ class PackageSource:
             view = np.pad(data, pads, mode=mode)
         self.view = view
         self.axes = ["batch", "channel", *model.space]
-        self.steps: list[Operation] = model.pre
+        # Fresh steps: what they measure belongs to this image, not to the model.
+        self.steps = [Operation(step.id, step.kwargs) for step in model.pre]
         sample = np.asarray(_sample(view), np.float32)[np.newaxis]
         if sample.dtype.kind == "f" and not np.isfinite(sample).all():
             raise UserInputError(
