@@ -69,7 +69,10 @@ def inspect(path: Path) -> tuple[str, int | None]:
         return f"damaged: {err}", None
     import torch
 
-    weights = [*model.weights.values(), *(model.training_state or {}).get("last_weights", {}).values()]
+    weights = [
+        *model.weights.values(),
+        *(model.training_state or {}).get("last_weights", {}).values(),
+    ]
     if not all(torch.isfinite(w).all() for w in weights if w.is_floating_point()):
         return "damaged: non-finite weights", None
     return "valid", int((model.training_state or {}).get("step", 0))

@@ -10,9 +10,9 @@ The package holds the network three times, each checked by ``bioimageio test``:
 All three map the normalised image to logits; the package's preprocessing (our percentile
 normalisation as the spec's ``scale_range``) and postprocessing (``sigmoid`` / ``softmax``)
 surround them. Spatial sizes are ``min + n * step`` with ``step = 2**depth`` and ``min`` the
-smallest such size larger than twice the halo, the receptive radius that makes tiled output
-exact. napari-unet's own settings (preprocessing, classes, task) travel in ``config.napari_unet``,
-so importing the package back gives the same model, fine-tunable.
+smallest such size larger than twice the halo, the receptive radius (rounded up to a step) that
+makes tiled output exact. napari-unet's own settings (preprocessing, classes, task) travel in
+``config.napari_unet``, so importing the package back gives the same model, fine-tunable.
 """
 
 from __future__ import annotations
@@ -62,9 +62,15 @@ def _identifier(text: str) -> str:
 
 
 def package_sizes(model: ModelFile) -> tuple[int, int, int]:
-    """(min, step, halo) of the package's spatial axes."""
-    halo = receptive_radius(model.config)
+    """(min, step, halo) of the package's spatial axes.
+
+    The halo is the receptive radius rounded up to a multiple of the step: bioimage.io's runner
+    pads a whole image by the halo on each side before one pass, and only a multiple of the step
+    keeps that padded size valid and the network's pooling grid where ours is (a U-Net is not
+    shift-invariant, so a grid moved by a few pixels changes every probability a little).
+    """
     step = model.config.size_multiple
+    halo = -(-receptive_radius(model.config) // step) * step
     minimum = (2 * halo // step + 1) * step
     return minimum, step, halo
 
