@@ -208,6 +208,18 @@ def _load_pairs(
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from .core.ddp import device_for, shutdown, world_from_environment
+
+    # Under torchrun: one of several processes (see core/ddp.py); alone otherwise.
+    world = world_from_environment(args.device)
+    args.device = device_for(world, args.device)
+    try:
+        return _train(args, world)
+    finally:
+        shutdown(world)
+
+
+def _train(args: argparse.Namespace, world) -> int:
     from tqdm import tqdm
 
     from .core import (
@@ -305,10 +317,15 @@ def _run_train(args: argparse.Namespace) -> int:
         # Continue with the saved settings; only what was given on this command line changes.
         saved = {**base.training_state["train_config"], **overrides, "device": args.device}
         trainer = Trainer(
-            pairs, base, TrainConfig.from_dict(saved), val_pairs=val_pairs, resume=True
+            pairs,
+            base,
+            TrainConfig.from_dict(saved),
+            val_pairs=val_pairs,
+            resume=True,
+            world=world,
         )
     elif base is not None:
-        trainer = Trainer(pairs, base, config, val_pairs=val_pairs)
+        trainer = Trainer(pairs, base, config, val_pairs=val_pairs, world=world)
     else:
         given = {name: getattr(args, name) for name in _ARCHITECTURE_OPTIONS}
         net = UNetConfig(
@@ -318,9 +335,23 @@ def _run_train(args: argparse.Namespace) -> int:
             **{name: value for name, value in given.items() if value is not None},
         )
         trainer = Trainer(
-            pairs, net, config, preprocessing=preprocessing, val_pairs=val_pairs, task=args.task
+            pairs,
+            net,
+            config,
+            preprocessing=preprocessing,
+            val_pairs=val_pairs,
+            task=args.task,
+            world=world,
         )
-
+    if not world.is_main:
+        return _train_quietly(trainer)
+    if world.distributed:
+        print(
+            f"world size {world.size} ({world.backend}): each process draws its own "
+            f"{trainer.batch_size} patches a step ({trainer.batch_size * world.size} in all); "
+            "gradients are averaged; this process (rank 0) validates and writes the model",
+            file=sys.stderr,
+        )
     print(
         f"training on {len(trainer.train_pairs)} image(s), validating on {len(trainer.val_pairs)}; "
         f"device {describe_device(trainer.device)}; patches {trainer.patch_size} x {trainer.batch_size}; "
@@ -344,7 +375,7 @@ def _run_train(args: argparse.Namespace) -> int:
     )
     generator = trainer.train()
     interrupted = False
-    diverged = None
+    diverged = lost = None
     try:
         for progress in generator:
             bar.update(1)
@@ -362,12 +393,21 @@ def _run_train(args: argparse.Namespace) -> int:
         interrupted = True
     except TrainingDiverged as err:
         diverged = err  # the trainer is back on its best finite weights: save those
+    except RuntimeError as err:
+        if not world.distributed:
+            raise
+        lost = err  # another process died mid-step: this one's weights are the last step's
     finally:
         generator.close()
         bar.close()
     save()
     if diverged is not None:
         raise TrainingDiverged(f"{diverged}; saved to {out}") from diverged
+    if lost is not None:
+        raise UserInputError(
+            f"another training process stopped ({str(lost).splitlines()[0][:160]}); the model "
+            f"after step {trainer.state.step} is saved to {out}: continue with --resume {out}"
+        ) from lost
     best = trainer.state.best_score
     print(
         f"{'stopped' if interrupted else 'done'} after {trainer.state.step} steps, {trainer.state.seconds:.0f} s; "
@@ -375,6 +415,19 @@ def _run_train(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_INTERRUPTED if interrupted else 0
+
+
+def _train_quietly(trainer) -> int:
+    """A rank other than 0 of a distributed run: the same steps, without output or files."""
+    generator = trainer.train()
+    try:
+        for _ in generator:
+            pass
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    finally:
+        generator.close()
+    return 0
 
 
 # ---------------------------------------------------------------- predict

@@ -25,6 +25,7 @@ import torch
 
 from .checkpoint import ModelFile, default_class_names, non_finite_entries
 from .data import Augmentation, PatchSampler, TrainingPair, split_for_validation
+from .ddp import SINGLE, World
 from .devices import autocast, describe_device, memory_format, resolve_device
 from .errors import TrainingDiverged, UserInputError
 from .instances import INSTANCE_CLASSES, InstanceAccumulator, instances_from_probabilities
@@ -158,6 +159,9 @@ class Trainer:
     class_names : names of the classes, background first.
     task : for a new model, {"kind": "semantic"} (default) or {"kind": "instances",
         "boundary_width": w} (needs 3 output channels); a model file brings its own.
+    world : this process's place among torchrun's processes (:mod:`~napari_unet.core.ddp`);
+        with more than one, each draws its own patches (``batch_size`` each), gradients are
+        averaged by DistributedDataParallel, and only rank 0 validates.
     """
 
     def __init__(
@@ -171,8 +175,11 @@ class Trainer:
         class_names: list[str] | None = None,
         resume: bool = False,
         task: dict[str, Any] | None = None,
+        world: World = SINGLE,
     ):
         self.state = _State()
+        self.world = world
+        self._ddp: torch.nn.Module | None = None
         self.resumed = resume
         resume_state = None
         if isinstance(model, ModelFile):
@@ -336,6 +343,12 @@ class Trainer:
         """Run training, yielding after every step; ``close()`` or ``break`` stops it cleanly."""
         cfg = self.config
         self._move_to(self.device)
+        if self.world.distributed and self._ddp is None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # Wraps the same module: its weights are the ones validated, saved and resumed.
+            index = [self.device.index] if self.device.type == "cuda" else None
+            self._ddp = DistributedDataParallel(self.model, device_ids=index)
         state = self.state
         start_seconds = state.seconds
         started = time.perf_counter()
@@ -351,10 +364,11 @@ class Trainer:
             return batch
 
         batch = None
+        elapsed = 0.0  # this run's training time, the same on every process
         while state.step < self.total_steps:
             if batch is None:
                 batch = prepare(state.step)
-            done = max(state.step / self.total_steps, (state.seconds - start_seconds) / budget)
+            done = max(state.step / self.total_steps, elapsed / budget)
             self._set_learning_rate(done)
             loss_tensor = self._step(*batch)
             batch = None
@@ -362,13 +376,14 @@ class Trainer:
                 # Prepare the next batch while a GPU still works on this step (on the CPU,
                 # which computes synchronously, this changes nothing).
                 batch = prepare(state.step + 1)
-            loss = float(loss_tensor)
+            loss = float(loss_tensor)  # waits for the device
+            loss, seconds = self._agree(loss, time.perf_counter() - started)
+            out_of_time = seconds >= budget
             if not math.isfinite(loss):
                 self._diverged(f"the loss became {loss} at step {state.step + 1}")
             state.step += 1
             epoch_losses.append(loss)
             state.seconds = start_seconds + time.perf_counter() - started
-            out_of_time = state.seconds - start_seconds >= budget
             epoch_end = (
                 state.step % self.steps_per_epoch == 0
                 or state.step == self.total_steps
@@ -389,9 +404,24 @@ class Trainer:
                 epoch_losses = []
                 # Validation time is training time too: the budget includes it.
                 state.seconds = start_seconds + time.perf_counter() - started
+            elapsed = seconds if self.world.distributed else state.seconds - start_seconds
             yield progress
             if out_of_time:
                 return
+
+    def _agree(self, loss: float, seconds: float) -> tuple[float, float]:
+        """The step's loss averaged over the processes, and rank 0's clock. Each process's
+        clock differs a little; all must use the same learning rate and stop at the same step
+        (one that stopped alone would leave the others waiting for its gradients)."""
+        if not self.world.distributed:
+            return loss, seconds
+        import torch.distributed as dist
+
+        device = self.device if self.world.backend == "nccl" else torch.device("cpu")
+        clock = seconds if self.world.is_main else 0.0
+        shared = torch.tensor([loss / self.world.size, clock], dtype=torch.float64, device=device)
+        dist.all_reduce(shared)
+        return float(shared[0]), float(shared[1])
 
     def _set_learning_rate(self, done: float) -> None:
         """Apply the schedule for the fraction ``done`` (0 to 1) of this run."""
@@ -403,8 +433,10 @@ class Trainer:
 
     def _sample(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch of ``step``."""
-        # Seed per step, so a resumed run draws what an uninterrupted one would have.
-        rng = np.random.default_rng([self.config.seed, step])
+        # Seed per step, so a resumed run draws what an uninterrupted one would have; and per
+        # rank, so that the processes of a distributed run see different patches.
+        key = [self.config.seed, step] + ([self.world.rank] if self.world.distributed else [])
+        rng = np.random.default_rng(key)
         x, y = (torch.from_numpy(a) for a in self.sampler.sample(self.batch_size, rng))
         if self.device.type == "cuda":
             # Page-locked memory lets the copy to the GPU overlap with computation.
@@ -417,7 +449,7 @@ class Trainer:
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.layout)
         y = y.to(self.device, non_blocking=True)
         with autocast(self.device, self.config.precision):
-            logits = self.model(x)
+            logits = (self._ddp or self.model)(x)  # DDP averages the gradients in backward
         loss = segmentation_loss(log_probabilities(logits.float()), y, self.config.loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -458,6 +490,10 @@ class Trainer:
         if non_finite_entries(self.model.state_dict()):  # weights and batch-norm statistics
             # The last step's update overflowed although its loss (computed before) was finite.
             self._diverged(f"the weights became NaN or infinite at step {progress.step}")
+        if not self.world.is_main:
+            # Rank 0 validates and keeps the best weights; the others go on to the next step
+            # (whose gradient exchange waits for it).
+            return TrainProgress(**{**asdict(progress), "epoch_end": True})
         val_loss, val_score = self.validate() if self.val_pairs else (None, None)
         # Without validation data the best model is the one with the lowest training loss.
         score = val_score if val_score is not None else -progress.train_loss
@@ -545,6 +581,7 @@ class Trainer:
                 "val_images": [p.name for p in self.val_pairs],
                 "device": describe_device(self.device),
                 "config": self.config.to_dict(),
+                **({"processes": self.world.size} if self.world.distributed else {}),
             }
         )
         history["runs"] = runs
