@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -515,72 +516,65 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--label-name", default="napari-unet", help="name of the labels written by --into-input"
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument(
+        "--cluster",
+        metavar="WHERE",
+        help="run on a Dask cluster: local:N (N worker processes here), tcp://HOST:PORT (a "
+        "running scheduler) or SCHEDULER.json; one task per file, and images larger than a "
+        "block cut into blocks written into <name>_labels.ome.zarr (needs the distributed extra)",
+    )
+    p.add_argument(
+        "--block-size",
+        type=int,
+        help="--cluster: block edge in pixels for big images (default: one network window's "
+        "core, about 1024 in 2D and 112 in 3D)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="--cluster: torch threads per worker (default: local:N shares this machine's "
+        "cores; elsewhere torch's default)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="--cluster: continue an interrupted run, skipping the blocks and files it finished",
+    )
     p.set_defaults(run=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .core import Segmenter, StackProgress, UserInputError, io, iter_predict_stack
-    from .core.inference import leading_shape, run_to_end, stack_channel_axis
-    from .core.ome_zarr import is_ome_zarr, read_ome_zarr, write_labels_into
+    from .core import Segmenter, StackProgress, UserInputError, io
+    from .core.batch import plan_jobs, predict_file
 
     files = io.list_images(args.inputs)
-    segmenter = Segmenter(args.model, device=args.device, trust_code=args.trust_code)
-    output = args.output or segmenter.model_file.suggested_output
-    write_probabilities = args.probabilities or output == "probabilities"
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserInputError(f"--out {out_dir} exists and is not a folder")
-    if args.into_input:
-        not_ome = [f.name for f in files if not is_ome_zarr(f)]
-        if not_ome:
-            raise UserInputError(
-                f"--into-input writes into OME-Zarr images only; not one: {', '.join(not_ome[:3])}"
-            )
-    suffix = ".ome.zarr" if args.format == "ome-zarr" else ".tif"
-    outputs = {}
-    for f in files:
-        stem = f.name[: -len(f.suffix)].removesuffix(".ome")
-        targets = [out_dir / f"{stem}_labels{suffix}"] + (
-            [out_dir / f"{stem}_probabilities{suffix}"] if write_probabilities else []
-        )
-        if args.into_input:
-            targets[0] = f / "labels" / args.label_name
-        outputs[f] = targets
-    stems = [t[0].name for t in outputs.values()]
-    if len(set(stems)) != len(stems):
-        raise UserInputError("two inputs have the same file name; their outputs would collide")
-    if not args.overwrite:
-        existing = [str(t) for ts in outputs.values() for t in ts if t.exists()]
-        if existing:
-            more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
-            raise UserInputError(
-                f"output exists: {', '.join(existing[:3])}{more}; pass --overwrite to replace"
-            )
+    if args.cluster:
+        return _run_predict_on_cluster(args, files, out_dir)
+    if args.resume:
+        raise UserInputError("--resume continues an interrupted --cluster run; add --cluster")
+    segmenter = Segmenter(args.model, device=args.device, trust_code=args.trust_code)
+    output = args.output or segmenter.model_file.suggested_output
+    jobs = plan_jobs(
+        files,
+        out_dir,
+        probabilities=args.probabilities or output == "probabilities",
+        format=args.format,
+        into_input=args.into_input,
+        label_name=args.label_name,
+        overwrite=args.overwrite,
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     print(
         f"model {args.model} on {segmenter.device_name}; {len(files)} image(s) -> {out_dir}; "
         f"output {output}{'' if args.output else ' (suits the model; --output to change)'}",
         file=sys.stderr,
     )
-    dims = segmenter.model_file.config.spatial_dims
-    for f in files:
-        ome = read_ome_zarr(f) if is_ome_zarr(f) else None
-        image = ome.data if ome is not None else io.read_image(f, memmap=True)
-        options = {
-            "output": output,
-            "keep_probabilities": write_probabilities,
-            "threshold": args.threshold,
-            "tile_size": args.tile_size,
-            "batch_size": args.batch_size,
-            "min_size": args.min_size,
-            "seed_threshold": args.seed_threshold,
-            "test_time_augmentation": args.tta,
-        }
-        with tqdm(
-            desc=f.name, unit="tile", file=sys.stderr, dynamic_ncols=True, leave=False, disable=None
-        ) as bar:
+    options = _predict_options(args, output, jobs)
+    for job in jobs:
+        with _file_bar(job.path.name) as bar:
 
             def report(p, bar=bar):
                 if isinstance(p, StackProgress):  # tiles of all slices in one bar
@@ -591,68 +585,104 @@ def _run_predict(args: argparse.Namespace) -> int:
                     bar.n = p.done
                 bar.refresh()
 
-            try:
-                given = args.channel_axis
-                if ome is not None and given is None:  # the metadata says which axis is c
-                    given = ome.channel_axis
-                channel_axis = stack_channel_axis(image.shape, segmenter.model_file, given)
-                stack = leading_shape(tuple(image.shape), dims, channel_axis)
-                if stack:  # e.g. a z-stack for a 2D model: one slice at a time
-                    print(
-                        f"{f.name}: {math.prod(stack)} {dims}D slice(s) (stack axes {stack})",
-                        file=sys.stderr,
-                    )
-                    steps = iter_predict_stack(
-                        segmenter, image, channel_axis=channel_axis, **options
-                    )
-                else:
-                    steps = segmenter.iter_predict(image, channel_axis=channel_axis, **options)
-                result = run_to_end(steps, report)
-            except UserInputError as err:
-                raise UserInputError(f"{f.name}: {err}") from err
-        labels_path, *prob_path = outputs[f]
-        if args.into_input:
-            write_labels_into(ome, result.labels, args.label_name, overwrite=args.overwrite)
-        elif args.format == "ome-zarr":
-            _write_ome_zarr_outputs(ome, result, labels_path, prob_path, args.overwrite, dims)
-        else:
-            io.write_image(labels_path, result.labels, overwrite=args.overwrite)
-        if prob_path and args.format != "ome-zarr":
-            io.write_image(prob_path[0], result.probabilities, overwrite=args.overwrite)
-        n = int(result.labels.max())
-        what = (
-            f"{n} object(s)"
-            if output == "instances"
-            else f"{(result.labels > 0).mean():.1%} foreground"
-        )
-        where = f"{f.name}/labels/{args.label_name}" if args.into_input else labels_path.name
-        print(f"{f.name}: {what} -> {where}", file=sys.stderr)
+            summary = predict_file(
+                segmenter,
+                job,
+                options,
+                channel_axis=args.channel_axis,
+                progress=report,
+                note=lambda line: print(line, file=sys.stderr),
+            )
+        print(summary, file=sys.stderr)
     return 0
 
 
-def _write_ome_zarr_outputs(
-    ome, result, labels_path: Path, prob_path: list[Path], overwrite: bool, spatial_dims: int
-) -> None:
-    """Labels (and probabilities) as new OME-Zarr images with the input's axes and pixel sizes
-    (plain images: axes named from the end, y and x last, pixel size 1)."""
-    from .core.ome_zarr import output_axes, probability_layout, write_ome_zarr
+def _predict_options(args: argparse.Namespace, output: str, jobs) -> dict:
+    return {
+        "output": output,
+        "keep_probabilities": any(j.probabilities is not None for j in jobs),
+        "threshold": args.threshold,
+        "tile_size": args.tile_size,
+        "batch_size": args.batch_size,
+        "min_size": args.min_size,
+        "seed_threshold": args.seed_threshold,
+        "test_time_augmentation": args.tta,
+    }
 
-    if ome is not None:
-        axes, scale = output_axes(ome)
-        units = ome.units
-    else:
-        ndim = result.labels.ndim
-        if ndim > 4:
-            from .core import UserInputError
 
-            raise UserInputError(
-                f"OME-Zarr holds at most 4 axes besides channels; the labels have {ndim}"
-            )
-        axes, scale, units = list("tzyx"[-ndim:]), [1.0] * ndim, {}
-    write_ome_zarr(labels_path, result.labels, axes, scale, units, overwrite=overwrite)
-    if prob_path:
-        data, names, sizes = probability_layout(result.probabilities, axes, scale, spatial_dims)
-        write_ome_zarr(prob_path[0], data, names, sizes, units, overwrite=overwrite)
+def _file_bar(name: str):
+    from tqdm import tqdm
+
+    return tqdm(
+        desc=name, unit="tile", file=sys.stderr, dynamic_ncols=True, leave=False, disable=None
+    )
+
+
+def _run_predict_on_cluster(args: argparse.Namespace, files: list[Path], out_dir: Path) -> int:
+    """``predict --cluster``: the same outputs, computed by Dask workers (core/cluster.py)."""
+    from tqdm import tqdm
+
+    from .core import Segmenter, UserInputError
+    from .core.batch import plan_jobs
+    from .core.cluster import ModelKey, connect, plan_cluster_run
+
+    model = args.model
+    if Path(model).exists():  # workers elsewhere read it at the same (shared) path
+        model = str(Path(model).resolve())
+    segmenter = Segmenter(model, device="cpu", precision="float32", trust_code=args.trust_code)
+    output = args.output or segmenter.model_file.suggested_output
+    if args.resume and args.overwrite:
+        raise UserInputError("--resume keeps what an interrupted run wrote; drop --overwrite")
+    jobs = plan_jobs(
+        files,
+        out_dir,
+        probabilities=args.probabilities or output == "probabilities",
+        format=args.format,
+        into_input=args.into_input,
+        label_name=args.label_name,
+        overwrite=args.overwrite or args.resume,
+    )
+    threads = args.threads
+    if threads is None and args.cluster.startswith("local:"):
+        workers = args.cluster.removeprefix("local:")
+        threads = max(1, (os.cpu_count() or 1) // max(1, int(workers) if workers.isdigit() else 1))
+    key = ModelKey(model, args.device, "auto", args.trust_code, threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run = plan_cluster_run(
+        jobs,
+        key,
+        _predict_options(args, output, jobs),
+        channel_axis=args.channel_axis,
+        block_size=args.block_size,
+        resume=args.resume,
+    )
+    blocked = ", ".join(
+        f"{Path(i.path).name} in {i.count} blocks of {'x'.join(map(str, i.blocks))}"
+        for i in run.images
+    )
+    client = connect(args.cluster, threads)
+    try:
+        workers = len(client.scheduler_info().get("workers", {}))
+        print(
+            f"model {args.model}; {len(files)} image(s) -> {out_dir}; output {output}; "
+            f"Dask cluster {args.cluster} ({workers} worker(s)): {len(run.files)} file task(s)"
+            f"{'; ' + blocked + ' (written as OME-Zarr)' if blocked else ''}",
+            file=sys.stderr,
+        )
+        with tqdm(unit="task", file=sys.stderr, dynamic_ncols=True, disable=None) as bar:
+            for done, total in run.submit(client):
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+    finally:
+        client.close()
+        cluster = getattr(client, "cluster", None)
+        if cluster is not None and args.cluster.startswith("local:"):
+            cluster.close()
+    for line in run.summaries:
+        print(line, file=sys.stderr)
+    print(f"{len(run.pids)} worker process(es) did the work", file=sys.stderr)
+    return 0
 
 
 # ---------------------------------------------------------------- evaluate

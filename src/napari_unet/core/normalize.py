@@ -245,6 +245,8 @@ class ImageSource:
     preprocessing : the model's :class:`Preprocessing`.
     in_channels : channels the model takes.
     channel_axis : axis of ``image`` holding channels, or None to guess.
+    stats : the (offset, scale) of :func:`intensity_stats`, when already measured (the blocks
+        of one image predicted by different processes must share them).
     """
 
     def __init__(
@@ -254,6 +256,7 @@ class ImageSource:
         preprocessing: Preprocessing,
         in_channels: int,
         channel_axis: int | None = None,
+        stats: tuple[np.ndarray, np.ndarray] | None = None,
     ):
         self.view = channels_first(image, spatial_dims, channel_axis)
         self.preprocessing = preprocessing
@@ -261,7 +264,7 @@ class ImageSource:
         # Fail before any work if channels cannot match, with the user's channel count.
         probe = np.zeros((self.view.shape[0],) + (1,) * spatial_dims, np.float32)
         select_channels(probe, preprocessing, in_channels)
-        self.offset, self.scale = intensity_stats(self.view, preprocessing)
+        self.offset, self.scale = stats or intensity_stats(self.view, preprocessing)
 
     @property
     def shape(self) -> tuple[int, ...]:

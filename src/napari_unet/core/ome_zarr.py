@@ -104,7 +104,7 @@ def read_ome_zarr(path: str | os.PathLike) -> OmeZarrImage:
     return OmeZarrImage(path, data, axes, scale, units)
 
 
-def _axes_meta(names: list[str], units: dict[str, str]) -> list[dict[str, str]]:
+def axes_metadata(names: list[str], units: dict[str, str]) -> list[dict[str, str]]:
     kinds = {"t": "time", "c": "channel"}
     out = []
     for name in names:
@@ -160,7 +160,7 @@ def write_ome_zarr(
         shutil.rmtree(path)
     group = zarr.open_group(str(path), mode="w")
     write_image(
-        np.asarray(data), group, scale_factors=(), axes=_axes_meta(axes, units or {}),
+        np.asarray(data), group, scale_factors=(), axes=axes_metadata(axes, units or {}),
         coordinate_transformations=[[{"type": "scale", "scale": [float(s) for s in scale]}]],
     )  # fmt: skip
     return path
@@ -186,7 +186,7 @@ def write_labels_into(
     group = zarr.open_group(str(image.path), mode="a")
     write_labels(
         np.asarray(labels), group, name, scaler=None, scale_factors=(),
-        axes=_axes_meta(axes, image.units),
+        axes=axes_metadata(axes, image.units),
         coordinate_transformations=[[{"type": "scale", "scale": scale}]],
     )  # fmt: skip
     return target

@@ -37,6 +37,27 @@ def default_block_size(
     return default_tile_size(shape, resolve_halo(halo, config), config.size_multiple)
 
 
+def block_layout(
+    model: UNet,
+    shape: tuple[int, ...],
+    block_size: int | tuple[int, ...] | None = None,
+    margin: int | None = None,
+    halo: int | str = "auto",
+) -> tuple[tuple[int, ...], int]:
+    """Block shape (rounded up to the network's size multiple; None: one network tile's core)
+    and watershed margin (None: :data:`DEFAULT_MARGIN`) for an image of ``shape``."""
+    dims = len(shape)
+    multiple = model.config.size_multiple
+    if block_size is None:
+        block_size = default_block_size(model, shape, halo)
+    elif isinstance(block_size, int):
+        block_size = (block_size,) * dims
+    blocks = tuple(_round_up(b, multiple) for b in block_size)
+    margin = _round_up(DEFAULT_MARGIN[dims] if margin is None else margin, multiple)
+    # A window reaches into the neighbouring blocks only, never two blocks away.
+    return blocks, min(margin, *blocks)
+
+
 def iter_instances_in_blocks(
     model: UNet,
     source: ImageSource,
@@ -59,16 +80,7 @@ def iter_instances_in_blocks(
     ``tiling`` goes to :func:`~.tiling.predict_tiled` (device, precision, halo, batch_size).
     """
     shape = source.shape
-    dims = len(shape)
-    multiple = model.config.size_multiple
-    if block_size is None:
-        block_size = default_block_size(model, shape, tiling.get("halo", "auto"))
-    elif isinstance(block_size, int):
-        block_size = (block_size,) * dims
-    blocks = tuple(_round_up(b, multiple) for b in block_size)
-    margin = _round_up(DEFAULT_MARGIN[dims] if margin is None else margin, multiple)
-    # A window reaches into the neighbouring bands only, never two bands away.
-    margin = min(margin, blocks[0])
+    blocks, margin = block_layout(model, shape, block_size, margin, tiling.get("halo", "auto"))
     if tuple(out.shape) != shape:
         raise ValueError(f"output has shape {tuple(out.shape)}, expected {shape}")
     starts = [range(0, n, b) for n, b in zip(shape, blocks, strict=True)]
@@ -166,9 +178,25 @@ def _keep_owned(
 ) -> int:
     """Write the objects of a window whose centre lies in ``core`` into ``out`` (where it is
     still empty), numbered from ``next_id``; returns the next free number."""
+    owned, kept = owned_objects(objects, core, window, min_size)
+    if kept == 0:
+        return next_id
+    new = np.where(owned > 0, owned + np.uint32(next_id - 1), np.uint32(0))
+    # Pixels an earlier block's object already holds stay with it.
+    target = np.asarray(out[window])
+    out[window] = np.where(target == 0, new, target)
+    return next_id + kept
+
+
+def owned_objects(
+    objects: np.ndarray, core: tuple[slice, ...], window: tuple[slice, ...], min_size: int
+) -> tuple[np.ndarray, int]:
+    """The objects of a window (labelled ``objects`` over ``window``) whose centre lies in
+    ``core`` and that have at least ``min_size`` pixels, numbered 1..k in label order (uint32,
+    the window's shape), and k. Each object of the image is owned by exactly one block."""
     count = int(objects.max())
     if count == 0:
-        return next_id
+        return np.zeros(objects.shape, np.uint32), 0
     flat = objects.ravel()
     sizes = np.bincount(flat, minlength=count + 1)
     keep = sizes >= max(1, min_size)
@@ -182,12 +210,6 @@ def _keep_owned(
         centre += w.start
         keep &= (centre >= c.start) & (centre < c.stop)
     kept = int(keep.sum())
-    if kept == 0:
-        return next_id
     numbers = np.zeros(count + 1, np.uint32)
-    numbers[keep] = np.arange(next_id, next_id + kept, dtype=np.uint32)
-    new = numbers[objects]
-    # Pixels an earlier block's object already holds stay with it.
-    target = np.asarray(out[window])
-    out[window] = np.where(target == 0, new, target)
-    return next_id + kept
+    numbers[keep] = np.arange(1, kept + 1, dtype=np.uint32)
+    return numbers[objects], kept

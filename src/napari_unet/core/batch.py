@@ -1,0 +1,151 @@
+"""One image file in, its segmentation files out: what ``napari-unet predict`` does per file,
+in this process or as one task of a Dask cluster (:mod:`~napari_unet.core.cluster`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import io
+from .errors import UserInputError
+from .inference import (
+    Prediction,
+    Segmenter,
+    iter_predict_stack,
+    leading_shape,
+    run_to_end,
+    stack_channel_axis,
+)
+from .ome_zarr import is_ome_zarr, output_axes, probability_layout, read_ome_zarr, write_ome_zarr
+from .ome_zarr import write_labels_into as _write_labels_into
+
+FORMATS = ("tif", "ome-zarr")
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """An input file and where its results go.
+
+    ``labels`` is the labels file (or, with ``into_input``, the input's ``labels/NAME``
+    group); ``probabilities`` the probabilities file or None.
+    """
+
+    path: Path
+    labels: Path
+    probabilities: Path | None = None
+    format: str = "tif"
+    into_input: bool = False
+    label_name: str = "napari-unet"
+    overwrite: bool = False
+
+
+def plan_jobs(
+    files: list[Path],
+    out_dir: Path,
+    *,
+    probabilities: bool,
+    format: str = "tif",
+    into_input: bool = False,
+    label_name: str = "napari-unet",
+    overwrite: bool = False,
+) -> list[FileJob]:
+    """The outputs of each input (``<name>_labels.tif`` ...); refuses colliding names, inputs
+    that cannot take labels, and existing outputs unless ``overwrite``."""
+    if into_input:
+        not_ome = [f.name for f in files if not is_ome_zarr(f)]
+        if not_ome:
+            raise UserInputError(
+                f"--into-input writes into OME-Zarr images only; not one: {', '.join(not_ome[:3])}"
+            )
+    suffix = ".ome.zarr" if format == "ome-zarr" else ".tif"
+    jobs = []
+    for f in files:
+        stem = f.name[: -len(f.suffix)].removesuffix(".ome")
+        labels = f / "labels" / label_name if into_input else out_dir / f"{stem}_labels{suffix}"
+        prob = out_dir / f"{stem}_probabilities{suffix}" if probabilities else None
+        jobs.append(FileJob(f, labels, prob, format, into_input, label_name, overwrite))
+    names = [j.labels.name for j in jobs]
+    if not into_input and len(set(names)) != len(names):
+        raise UserInputError("two inputs have the same file name; their outputs would collide")
+    if not overwrite:
+        existing = [str(t) for j in jobs for t in (j.labels, j.probabilities) if t and t.exists()]
+        if existing:
+            more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+            raise UserInputError(
+                f"output exists: {', '.join(existing[:3])}{more}; pass --overwrite to replace"
+            )
+    return jobs
+
+
+def predict_file(
+    segmenter: Segmenter,
+    job: FileJob,
+    options: dict,
+    *,
+    channel_axis: int | None = None,
+    progress: Callable | None = None,
+    note: Callable[[str], None] | None = None,
+) -> str:
+    """Segment ``job.path`` with ``segmenter`` (``options`` as for :meth:`Segmenter.iter_predict`),
+    write its outputs, and return a one-line summary (objects or foreground, where written).
+
+    A stack of 2D images for a 2D model is segmented slice by slice; ``note`` hears about it.
+    """
+    ome = read_ome_zarr(job.path) if is_ome_zarr(job.path) else None
+    image = ome.data if ome is not None else io.read_image(job.path, memmap=True)
+    dims = segmenter.model_file.config.spatial_dims
+    name = job.path.name
+    try:
+        if ome is not None and channel_axis is None:  # the metadata says which axis is c
+            channel_axis = ome.channel_axis
+        channel_axis = stack_channel_axis(image.shape, segmenter.model_file, channel_axis)
+        stack = leading_shape(tuple(image.shape), dims, channel_axis)
+        if stack:  # e.g. a z-stack for a 2D model: one slice at a time
+            if note is not None:
+                note(f"{name}: {math.prod(stack)} {dims}D slice(s) (stack axes {stack})")
+            steps = iter_predict_stack(segmenter, image, channel_axis=channel_axis, **options)
+        else:
+            steps = segmenter.iter_predict(image, channel_axis=channel_axis, **options)
+        result = run_to_end(steps, progress)
+    except UserInputError as err:
+        raise UserInputError(f"{name}: {err}") from err
+    write_results(job, result, ome, dims)
+    if options.get("output") == "instances":
+        what = f"{int(result.labels.max())} object(s)"
+    else:
+        what = f"{(result.labels > 0).mean():.1%} foreground"
+    where = f"{name}/labels/{job.label_name}" if job.into_input else job.labels.name
+    return f"{name}: {what} -> {where}"
+
+
+def write_results(job: FileJob, result: Prediction, ome, spatial_dims: int) -> None:
+    """Write a prediction where ``job`` says, in its format."""
+    if job.into_input:
+        _write_labels_into(ome, result.labels, job.label_name, overwrite=job.overwrite)
+    elif job.format == "ome-zarr":
+        _write_ome_zarr_outputs(ome, result, job, spatial_dims)
+    else:
+        io.write_image(job.labels, result.labels, overwrite=job.overwrite)
+    if job.probabilities is not None and job.format != "ome-zarr":
+        io.write_image(job.probabilities, result.probabilities, overwrite=job.overwrite)
+
+
+def _write_ome_zarr_outputs(ome, result: Prediction, job: FileJob, spatial_dims: int) -> None:
+    """Labels (and probabilities) as new OME-Zarr images with the input's axes and pixel sizes
+    (plain images: axes named from the end, y and x last, pixel size 1)."""
+    if ome is not None:
+        axes, scale = output_axes(ome)
+        units = ome.units
+    else:
+        ndim = result.labels.ndim
+        if ndim > 4:
+            raise UserInputError(
+                f"OME-Zarr holds at most 4 axes besides channels; the labels have {ndim}"
+            )
+        axes, scale, units = list("tzyx"[-ndim:]), [1.0] * ndim, {}
+    write_ome_zarr(job.labels, result.labels, axes, scale, units, overwrite=job.overwrite)
+    if job.probabilities is not None:
+        data, names, sizes = probability_layout(result.probabilities, axes, scale, spatial_dims)
+        write_ome_zarr(job.probabilities, data, names, sizes, units, overwrite=job.overwrite)

@@ -1,0 +1,152 @@
+"""Prediction on a local Dask cluster of 2 worker processes equals prediction in one process:
+many files (one task each), a big image in blocks (semantic, probabilities, instances across
+blocks), resuming an interrupted run, and a worker killed mid-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+import tifffile
+
+pytest.importorskip("distributed")
+pytest.importorskip("ome_zarr")
+
+from napari_unet.cli import main
+from napari_unet.core import Segmenter
+from napari_unet.core import cluster as cl
+from napari_unet.core.batch import plan_jobs
+from napari_unet.core.io import read_image
+from napari_unet.core.ome_zarr import read_ome_zarr
+from napari_unet.samples import sample_path
+
+BLOCK = 256
+
+
+@pytest.fixture(scope="module")
+def client():
+    client = cl.connect("local:2")
+    yield client
+    client.close()
+    client.cluster.close()
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    """The nuclei sample tiled to 600 x 700: 3 x 3 blocks of 256."""
+    folder = tmp_path_factory.mktemp("big")
+    image = np.tile(read_image(sample_path("nuclei")), (2, 2))[:600, :700]
+    tifffile.imwrite(folder / "big.tif", image)
+    return folder / "big.tif"
+
+
+@pytest.fixture(scope="module")
+def one_process():
+    return Segmenter("nuclei", device="cpu", precision="float32")
+
+
+def _options(output, probabilities=False):
+    return {"output": output, "keep_probabilities": probabilities, "threshold": 0.5,
+            "tile_size": None, "batch_size": 4, "min_size": 0, "seed_threshold": 0.5}  # fmt: skip
+
+
+def _plan(path, out, output, probabilities=False, resume=False):
+    jobs = plan_jobs([path], out, probabilities=probabilities, overwrite=resume)
+    key = cl.ModelKey("nuclei", "cpu", "float32", threads=1)
+    options = _options(output, probabilities)
+    return cl.plan_cluster_run(jobs, key, options, block_size=BLOCK, resume=resume)
+
+
+def _run(run, client, on_progress=None):
+    for done, total in run.submit(client):
+        if on_progress is not None:
+            on_progress(done, total)
+    return run
+
+
+def test_blocks_equal_one_process_and_the_model_loads_once_per_worker(
+    client, big, one_process, tmp_path
+):
+    run = _run(_plan(big, tmp_path, "semantic", probabilities=True), client)
+    assert len(run.images) == 1 and run.images[0].count == 9
+    labels = read_ome_zarr(tmp_path / "big_labels.ome.zarr")
+    prob = read_ome_zarr(tmp_path / "big_probabilities.ome.zarr")
+    assert labels.axes == ["y", "x"] and prob.axes == ["c", "y", "x"]
+    expected = one_process.predict(read_image(big), output="probabilities")
+    assert np.abs(np.asarray(prob.data) - expected.probabilities).max() < 1e-5
+    assert np.array_equal(np.asarray(labels.data), expected.labels)
+    # Nine tasks, two workers, and each worker loaded the model once.
+    assert client.run(lambda: cl.LOADS) == dict.fromkeys(client.run(os.getpid), 1)
+    assert not (tmp_path / cl.WORK_FOLDER).exists()  # the scratch is gone
+
+
+def test_instances_across_blocks_are_the_one_process_partition(client, big, one_process, tmp_path):
+    _run(_plan(big, tmp_path, "instances"), client)
+    got = np.asarray(read_ome_zarr(tmp_path / "big_labels.ome.zarr").data)
+    # The single-process block-wise path with the same blocks: the same objects, same numbers.
+    expected = one_process.predict(read_image(big), output="instances", tile_size=BLOCK).labels
+    assert got.max() == expected.max() > 50
+    assert np.array_equal(got, expected)
+
+
+def test_resume_skips_finished_blocks(client, big, one_process, tmp_path):
+    interrupted = _plan(big, tmp_path, "semantic")
+    image = interrupted.images[0]
+    for index in (0, 4, 8):  # what a run stopped early had finished
+        cl._semantic_block_task(image, index, interrupted.key, interrupted.options)
+    resumed = _plan(big, tmp_path, "semantic", resume=True)
+    progress = []
+    _run(resumed, client, lambda done, total: progress.append((done, total)))
+    assert progress[0] == (3, 9) and progress[-1] == (9, 9)
+    got = np.asarray(read_ome_zarr(tmp_path / "big_labels.ome.zarr").data)
+    assert np.array_equal(got, one_process.predict(read_image(big)).labels)
+
+
+def test_a_killed_worker_is_replaced_and_the_output_is_complete(client, big, one_process, tmp_path):
+    victims = []
+
+    def kill_one(done, total):
+        if done >= 1 and not victims:
+            pid = next(iter(client.run(os.getpid).values()))
+            victims.append(pid)
+            os.kill(pid, signal.SIGKILL)
+
+    _run(_plan(big, tmp_path, "semantic"), client, kill_one)
+    assert victims
+    got = np.asarray(read_ome_zarr(tmp_path / "big_labels.ome.zarr").data)
+    assert np.array_equal(got, one_process.predict(read_image(big)).labels)
+
+
+def test_command_line_cluster_run_of_many_files_and_a_big_one(big, one_process, tmp_path, capsys):
+    small = []
+    for i in range(3):
+        path = tmp_path / f"small{i}.tif"
+        tifffile.imwrite(path, read_image(big)[i * 60 : i * 60 + 200, :240])
+        small.append(path)
+    out = tmp_path / "out"
+    args = ["predict", str(big), *map(str, small), "--model", "nuclei", "--out", str(out)]
+    assert main([*args, "--cluster", "local:2", "--block-size", str(BLOCK)]) == 0
+    err = capsys.readouterr().err
+    assert "3 file task(s); big.tif in 9 blocks of 256x256" in err
+    for path in small:
+        expected = one_process.predict(read_image(path), output="instances").labels
+        assert np.array_equal(tifffile.imread(out / f"{path.stem}_labels.tif"), expected)
+    assert (out / "big_labels.ome.zarr").is_dir()
+    # Again: refused without --overwrite, in one line; --resume finds everything done.
+    assert main([*args, "--cluster", "local:1"]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--cluster", "local:1", "--resume", "--block-size", str(BLOCK)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("done before") == 4 and "0 worker process(es)" in err
+
+
+def test_cluster_errors_are_one_line(tmp_path, big, capsys):
+    args = ["predict", str(big), "--model", "nuclei", "--out", str(tmp_path)]
+    assert main([*args, "--cluster", "local:0"]) == 2
+    assert "expected local:N" in capsys.readouterr().err
+    assert main([*args, "--cluster", str(tmp_path / "missing.json")]) == 2
+    assert "no such scheduler file" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 2
+    assert "add --cluster" in capsys.readouterr().err
