@@ -150,3 +150,39 @@ def test_cluster_errors_are_one_line(tmp_path, big, capsys):
     assert "no such scheduler file" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 2
     assert "add --cluster" in capsys.readouterr().err
+
+
+def test_a_3d_ome_zarr_volume_in_blocks_keeps_pixel_sizes(client, tmp_path):
+    """A 3D model on an OME-Zarr volume: blocks in z, y and x, the single-process result,
+    and the input's axes and pixel sizes on the output."""
+    import torch
+
+    from napari_unet.core import ModelFile, Preprocessing, UNetConfig, save_model
+    from napari_unet.core.model import UNet
+    from napari_unet.core.ome_zarr import write_ome_zarr
+
+    torch.manual_seed(0)
+    config = UNetConfig(spatial_dims=3, depth=2, base_features=4)
+    net = UNet(config).eval()
+    model = ModelFile(config, Preprocessing(), net.state_dict())
+    path = save_model(model, tmp_path / "m3d.pt")
+    volume = (np.random.default_rng(0).random((40, 72, 80)) * 1000).astype(np.uint16)
+    source = write_ome_zarr(
+        tmp_path / "vol.ome.zarr", volume, ["z", "y", "x"], [2.0, 0.5, 0.5],
+        {"z": "micrometer", "y": "micrometer", "x": "micrometer"},
+    )  # fmt: skip
+    jobs = plan_jobs([source], tmp_path / "out", probabilities=True)
+    key = cl.ModelKey(str(path), "cpu", "float32", threads=1)
+    run = cl.plan_cluster_run(jobs, key, _options("semantic", True), block_size=32)
+    assert run.images[0].grid == (2, 3, 3)
+    _run(run, client)
+    labels = read_ome_zarr(tmp_path / "out" / "vol_labels.ome.zarr")
+    prob = read_ome_zarr(tmp_path / "out" / "vol_probabilities.ome.zarr")
+    assert labels.axes == ["z", "y", "x"] and labels.scale == [2.0, 0.5, 0.5]
+    assert labels.units.get("z") == "micrometer"
+    assert prob.axes == ["c", "z", "y", "x"]
+    expected = Segmenter(model, device="cpu", precision="float32").predict(
+        volume, output="probabilities", halo="exact"
+    )
+    assert np.abs(np.asarray(prob.data) - expected.probabilities).max() < 1e-5
+    assert np.array_equal(np.asarray(labels.data), expected.labels)
