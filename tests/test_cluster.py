@@ -186,3 +186,16 @@ def test_a_3d_ome_zarr_volume_in_blocks_keeps_pixel_sizes(client, tmp_path):
     )
     assert np.abs(np.asarray(prob.data) - expected.probabilities).max() < 1e-5
     assert np.array_equal(np.asarray(labels.data), expected.labels)
+
+
+def test_joining_a_running_scheduler_by_address_or_file(client, big, one_process, tmp_path, capsys):
+    args = ["predict", str(big), "--model", "nuclei", "--output", "semantic"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--cluster", client.scheduler.address]) == 0
+    scheduler_file = tmp_path / "scheduler.json"
+    client.write_scheduler_file(str(scheduler_file))
+    assert main([*args, "--out", str(tmp_path / "b"), "--cluster", str(scheduler_file)]) == 0
+    assert "(2 worker(s))" in capsys.readouterr().err
+    expected = one_process.predict(read_image(big)).labels
+    for out in ("a", "b"):  # one task: the image fits one default block
+        assert np.array_equal(tifffile.imread(tmp_path / out / "big_labels.tif"), expected)
+    assert client.run(lambda: 1)  # the cluster is still there: joining never closes it
