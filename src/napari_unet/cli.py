@@ -354,7 +354,7 @@ def _train(args: argparse.Namespace, world) -> int:
             file=sys.stderr,
         )
     print(
-        f"training on {len(trainer.train_pairs)} image(s), validating on {len(trainer.val_pairs)}; "
+        f"training on {len(trainer.train_pairs)} image(s), {trainer.validation_summary}; "
         f"device {describe_device(trainer.device)}; patches {trainer.patch_size} x {trainer.batch_size}; "
         f"{trainer.steps_per_epoch} steps per epoch",
         file=sys.stderr,

@@ -190,6 +190,25 @@ def test_single_image_validation_split_hides_the_slab_from_training(disks):
     assert (train[0].targets[72:] == IGNORE).all() and (train[0].targets[:72] != IGNORE).all()
 
 
+def test_few_images_each_lend_a_slab_to_validation_and_none_is_lost():
+    """Under 4 images no image is held out whole: a 3-image user trains on all 3."""
+    from tests.conftest import disks_image
+
+    pairs = [_pair(*disks_image(seed=seed)) for seed in range(3)]
+    train, val = split_for_validation(pairs, 0.25)
+    assert len(train) == 3 and len(val) == 3
+    for pair in train:
+        assert (pair.targets[72:] == IGNORE).all() and (pair.targets[:72] != IGNORE).all()
+    assert all(v.targets.shape == (24, 96) for v in val)
+    trainer = Trainer(pairs, TINY, TrainConfig(epochs=1, steps_per_epoch=1, val_fraction=0.25))
+    assert len(trainer.train_pairs) == 3
+    assert trainer.validation_summary.startswith("validating on the last 25% of 3 of the 3")
+    # From 4 images on, whole images are held out as before.
+    four = [*pairs, _pair(*disks_image(seed=3))]
+    train, val = split_for_validation(four, 0.25)
+    assert len(train) == 3 and len(val) == 1 and val[0].targets.shape == (96, 96)
+
+
 def test_time_budget_stops_training_early(disks):
     image, labels = disks
     trainer = Trainer(

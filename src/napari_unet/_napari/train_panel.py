@@ -472,6 +472,7 @@ class TrainPanel(QWidget):
         if isinstance(item, Trainer):
             self.trainer = item
             self.progress.setRange(0, item.total_steps)
+            self.status.setText(item.validation_summary)
             return
         if isinstance(item, Preview):
             self._show_preview(item)

@@ -189,45 +189,65 @@ def annotated_blocks(
     return blocks
 
 
+# Below this many images, holding out whole images would cost too much of the training data:
+# a slab of every image is held out instead.
+FEW_IMAGES = 4
+VALIDATION_PART = " (validation part)"  # ends the name of a held-out slab
+
+
 def split_for_validation(
     pairs: list[TrainingPair], fraction: float, seed: int = 0
 ) -> tuple[list[TrainingPair], list[TrainingPair]]:
     """Hold out ``fraction`` of the data for validation.
 
-    With several images, whole images are held out (at least one, never all). With a single
-    image, a slab at the end of its longest axis is held out; its labels are hidden from
-    training, but the pixels remain as context.
+    With :data:`FEW_IMAGES` images or more, whole images are held out (at least one, never
+    all). With fewer, no image is lost to training: a slab at the end of each image's longest
+    axis is held out; its labels are hidden from training, but the pixels remain as context.
+    An image whose annotations all lie in its slab keeps them for training.
     """
     if fraction <= 0 or not pairs:
         return list(pairs), []
     if not 0 < fraction < 1:
         raise UserInputError(f"validation fraction must be between 0 and 1, got {fraction}")
-    if len(pairs) >= 2:
+    if len(pairs) >= FEW_IMAGES:
         rng = np.random.default_rng(seed)
         n_val = min(len(pairs) - 1, max(1, round(fraction * len(pairs))))
         val_idx = set(rng.choice(len(pairs), n_val, replace=False).tolist())
         return [p for i, p in enumerate(pairs) if i not in val_idx], [
             p for i, p in enumerate(pairs) if i in val_idx
         ]
-    pair = pairs[0]
+    train, val = [], []
+    for pair in pairs:
+        kept, slab = _hold_out_slab(pair, fraction)
+        train.append(kept)
+        if slab is not None:
+            val.append(slab)
+    if not val:
+        raise UserInputError(
+            "all annotations lie in the validation part; annotate more or set validation to 0"
+        )
+    return train, val
+
+
+def _hold_out_slab(pair: TrainingPair, fraction: float) -> tuple[TrainingPair, TrainingPair | None]:
+    """The pair with the labels of its last ``fraction`` (along the longest axis) hidden, and
+    that slab as a validation pair; (pair, None) when nothing would be left to train on."""
     axis = int(np.argmax(pair.spatial_shape))
     length = pair.spatial_shape[axis]
     cut = length - max(1, round(fraction * length))
     val_index = [slice(None)] * len(pair.spatial_shape)
     val_index[axis] = slice(cut, None)
-    val = TrainingPair(
-        pair.image[(slice(None), *val_index)].copy(),
-        pair.targets[tuple(val_index)].copy(),
-        pair.name + " (validation part)",
-        None if pair.instances is None else pair.instances[tuple(val_index)].copy(),
-    )
     train_targets = pair.targets.copy()
     train_targets[tuple(val_index)] = IGNORE
     if not (train_targets != IGNORE).any():
-        raise UserInputError(
-            "all annotations lie in the validation part; annotate more or set validation to 0"
-        )
-    return [TrainingPair(pair.image, train_targets, pair.name, pair.instances)], [val]
+        return pair, None
+    val = TrainingPair(
+        pair.image[(slice(None), *val_index)].copy(),
+        pair.targets[tuple(val_index)].copy(),
+        pair.name + VALIDATION_PART,
+        None if pair.instances is None else pair.instances[tuple(val_index)].copy(),
+    )
+    return TrainingPair(pair.image, train_targets, pair.name, pair.instances), val
 
 
 @dataclass(frozen=True)

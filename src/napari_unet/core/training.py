@@ -24,7 +24,14 @@ import numpy as np
 import torch
 
 from .checkpoint import ModelFile, default_class_names, non_finite_entries
-from .data import Augmentation, PatchSampler, TrainingPair, split_for_validation
+from .data import (
+    FEW_IMAGES,
+    VALIDATION_PART,
+    Augmentation,
+    PatchSampler,
+    TrainingPair,
+    split_for_validation,
+)
 from .ddp import SINGLE, World
 from .devices import autocast, describe_device, memory_format, resolve_device
 from .errors import TrainingDiverged, UserInputError
@@ -321,6 +328,20 @@ class Trainer:
     @property
     def total_steps(self) -> int:
         return self.config.epochs * self.steps_per_epoch
+
+    @property
+    def validation_summary(self) -> str:
+        """What validation is done on, in words (the CLI and the widget say it at the start)."""
+        if not self.val_pairs:
+            return "no validation data: the weights with the lowest training loss are kept"
+        slabs = [p for p in self.val_pairs if p.name.endswith(VALIDATION_PART)]
+        if slabs and len(self.train_pairs) < FEW_IMAGES:
+            return (
+                f"validating on the last {self.config.val_fraction:.0%} of {len(slabs)} of the "
+                f"{len(self.train_pairs)} image(s) (under {FEW_IMAGES} images none is held out "
+                "whole; those labels are hidden from training)"
+            )
+        return f"validating on {len(self.val_pairs)} image(s)"
 
     def release(self) -> None:
         """Move the network and optimiser state to the CPU and free GPU memory.
