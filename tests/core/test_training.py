@@ -209,6 +209,21 @@ def test_few_images_each_lend_a_slab_to_validation_and_none_is_lost():
     assert len(train) == 3 and len(val) == 1 and val[0].targets.shape == (96, 96)
 
 
+def test_cpu_defaults_are_shared_and_sized_for_a_cpu():
+    """One set of defaults (CLI, widget, Trainer); on a CPU the small network and patches
+    that learn most in a user's minutes."""
+    from tests.conftest import disks_image
+
+    from napari_unet.core.defaults import training_defaults
+
+    cpu = training_defaults(2, "cpu")
+    assert (cpu.depth, cpu.base_features, cpu.patch_size, cpu.batch_size) == (4, 16, 128, 8)
+    assert training_defaults(3, "cpu").patch_size == 64
+    pair = _pair(*disks_image(shape=(200, 200), seed=0))
+    trainer = Trainer([pair], TINY, TrainConfig(epochs=1, device="cpu"))
+    assert trainer.patch_size == (128, 128) and trainer.batch_size == 8
+
+
 def test_time_budget_stops_training_early(disks):
     image, labels = disks
     trainer = Trainer(

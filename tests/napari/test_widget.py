@@ -46,6 +46,26 @@ def test_default_settings_make_a_valid_training_config(dock):
     assert config.epochs >= 1 and config.max_minutes is None and config.augment
 
 
+def test_widget_starts_from_the_cli_defaults_and_follows_dimensions(dock):
+    from napari_unet.core.defaults import training_defaults
+
+    train = dock.train
+
+    def shown():
+        return (train.depth.value(), train.base.value(), train.patch.value(), train.batch.value())
+
+    def expected(dims, device="auto"):
+        d = training_defaults(dims, device)
+        return (d.depth, d.base_features, d.patch_size, d.batch_size)
+
+    assert shown() == expected(2)
+    train.dims.setCurrentText("3D")
+    assert shown() == expected(3) and train.patch.value() == 64
+    train.dims.setCurrentText("2D")
+    train.device.setCurrentText("cpu")
+    assert shown() == expected(2, "cpu") == (4, 16, 128, 8)
+
+
 def test_segment_the_sample_writes_a_labels_layer_and_never_overwrites_edits(dock, qtbot):
     viewer = dock.viewer
     viewer.open_sample("napari-unet-torch", "nuclei")

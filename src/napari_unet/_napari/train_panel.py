@@ -45,6 +45,7 @@ from ..core import (
     save_model,
 )
 from ..core.data import annotated_blocks
+from ..core.defaults import training_defaults
 from ..core.normalize import model_channels
 from ..core.tiling import probabilities_to_labels
 from .common import LayerCombo, device_combo, notify_error
@@ -206,8 +207,10 @@ class TrainPanel(QWidget):
         )
         self.dims = QComboBox(self)
         self.dims.addItems(["2D", "3D"])
-        self.depth = QSpinBox(self, minimum=1, maximum=6, value=4)
-        self.base = QSpinBox(self, minimum=4, maximum=128, value=16)
+        # The CLI's defaults for a 2D model on this machine's device (core/defaults.py).
+        defaults = training_defaults(2, "auto")
+        self.depth = QSpinBox(self, minimum=1, maximum=6, value=defaults.depth)
+        self.base = QSpinBox(self, minimum=4, maximum=128, value=defaults.base_features)
         self.classes = QSpinBox(self, minimum=2, maximum=32, value=2)
         self.input_mode = QComboBox(self)
         self.input_mode.addItems(list(INPUT_MODES))
@@ -232,8 +235,10 @@ class TrainPanel(QWidget):
         self.lr.setRange(1e-5, 1.0)
         self.lr.setSingleStep(1e-4)
         self.lr.setValue(1e-3)
-        self.patch = QSpinBox(self, minimum=16, maximum=1024, singleStep=16, value=128)
-        self.batch = QSpinBox(self, minimum=1, maximum=256, value=8)
+        self.patch = QSpinBox(
+            self, minimum=16, maximum=1024, singleStep=16, value=defaults.patch_size
+        )
+        self.batch = QSpinBox(self, minimum=1, maximum=256, value=defaults.batch_size)
         self.val_fraction = QDoubleSpinBox(self, minimum=0, maximum=0.9, value=0.2, singleStep=0.05)
         self.augment = QCheckBox("augmentation", self)
         self.augment.setChecked(True)
@@ -255,6 +260,9 @@ class TrainPanel(QWidget):
         self.kind.currentTextChanged.connect(
             lambda text: self.classes.setEnabled(MODEL_KINDS[text] == "semantic")
         )
+        # A new dimensionality or device brings its own defaults (core/defaults.py).
+        self.dims.currentTextChanged.connect(self._apply_defaults)
+        self.device.currentTextChanged.connect(self._apply_defaults)
         self.classes.setEnabled(False)  # instances by default
         self.start_from.currentTextChanged.connect(
             lambda text: new_box.setEnabled(text == NEW_MODEL)
@@ -363,6 +371,15 @@ class TrainPanel(QWidget):
         if isinstance(self.session.loaded.get(choice), ModelFile):
             return self.session.loaded[choice]
         return load_model(choice)
+
+    def _apply_defaults(self, _text: str = "") -> None:
+        """Network and patch settings to the defaults for the chosen dimensions and device."""
+        dims = 3 if self.dims.currentText() == "3D" else 2
+        defaults = training_defaults(dims, self.device.currentText())
+        self.depth.setValue(defaults.depth)
+        self.base.setValue(defaults.base_features)
+        self.patch.setValue(defaults.patch_size)
+        self.batch.setValue(defaults.batch_size)
 
     def _make_trainer_factory(self):
         rows = [(r.image.layer(), r.labels.layer(), r.label_mode) for r in self.rows]

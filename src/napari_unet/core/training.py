@@ -33,6 +33,7 @@ from .data import (
     split_for_validation,
 )
 from .ddp import SINGLE, World
+from .defaults import training_defaults
 from .devices import autocast, describe_device, memory_format, resolve_device
 from .errors import TrainingDiverged, UserInputError
 from .instances import INSTANCE_CLASSES, InstanceAccumulator, instances_from_probabilities
@@ -55,8 +56,9 @@ class TrainConfig:
     max_minutes : stop after this much training time even if epochs remain (None: no limit).
     steps_per_epoch : steps between validations; None picks one from the amount of data
         (between 10 and 200).
-    batch_size : patches per step (None: 8 in 2D, 2 in 3D).
-    patch_size : patch edge in pixels (None: 256 in 2D, 64 in 3D); rounded to ``2**depth``.
+    batch_size : patches per step (None: :func:`~napari_unet.core.defaults.training_defaults`).
+    patch_size : patch edge in pixels (None: the defaults: 128 in 2D on a CPU, 256 on a GPU,
+        64 in 3D); rounded to ``2**depth``.
     learning_rate, weight_decay : AdamW settings.
     lr_schedule : "constant", or "cosine": the rate decays along a half cosine to 1% of
         ``learning_rate`` by the end of the run (by the epochs, or by ``max_minutes`` when that
@@ -240,13 +242,14 @@ class Trainer:
         self.best_weights = _state_copy(self.model)
 
         multiple = self.net_config.size_multiple
-        patch = self.config.patch_size or (256 if dims == 2 else 64)
+        defaults = training_defaults(dims, self.device)
+        patch = self.config.patch_size or defaults.patch_size
         largest = max(max(p.spatial_shape) for p in pairs)
         # No point in patches larger than the largest image (rounded to what the net needs).
         patch = min(patch, -(-largest // multiple) * multiple)
         patch = max(multiple, -(-patch // multiple) * multiple)
         self.patch_size = (patch,) * dims
-        self.batch_size = self.config.batch_size or (8 if dims == 2 else 2)
+        self.batch_size = self.config.batch_size or defaults.batch_size
         aug = Augmentation(elastic=self.config.elastic) if self.config.augment else None
         self.sampler = PatchSampler(pairs, self.patch_size, aug, self.config.foreground_fraction)
         if self.config.steps_per_epoch:
