@@ -11,6 +11,7 @@ import torch
 from tests.conftest import disks_image
 
 from napari_unet.cli import main
+from napari_unet.core import load_model
 
 pytestmark = pytest.mark.numerics  # trains or predicts: run in both precisions
 
@@ -497,3 +498,41 @@ def test_diverging_training_ends_with_one_line_and_saves_finite_weights(dataset,
 
     model = load_model(out)
     assert all(torch.isfinite(v).all() for v in model.weights.values() if v.is_floating_point())
+
+
+def test_a_time_budget_plans_what_was_left_open_and_info_shows_it(dataset, capsys):
+    images, labels = str(dataset / "train/images"), str(dataset / "train/labels")
+    out = dataset / "planned.pt"
+    budget = ["--minutes", "0.1", "--val-fraction", "0"]
+    common = ["train", "--images", images, "--labels", labels, *budget]
+    assert main([*common, "--out", str(out), "--base-features", "4"]) == 0
+    err = capsys.readouterr().err
+    assert "plan for 0.1 min" in err and "base 4" in err
+    run = load_model(out).history["runs"][-1]
+    assert run["plan"]["fixed"] == {"base_features": 4}
+    assert run["plan"]["patch_size"] == 96  # the images are 96 px: no larger patch
+    assert run["config"]["max_minutes"] < 0.1  # planning came out of the budget
+    assert main(["info", str(out)]) == 0
+    assert "planned:" in capsys.readouterr().out
+
+    for options in (TINY, ["--no-plan"]):  # everything given, or planning declined
+        assert main([*common, "--out", str(out), "--overwrite", *options]) == 0
+        assert "plan for" not in capsys.readouterr().err
+        assert "plan" not in load_model(out).history["runs"][-1]
+
+
+def test_the_papers_valid_unet_from_the_command_line(dataset, capsys, tmp_path):
+    out = tmp_path / "valid.pt"
+    command = ["train", "--images", str(dataset / "train/images"), "--labels",
+               str(dataset / "train/labels"), "--out", str(out), "--padding", "valid",
+               *ONE_QUICK_EPOCH, *TINY]  # fmt: skip
+    assert main(command) == 0
+    assert load_model(out).config.padding == "valid"
+    assert main(["info", str(out)]) == 0
+    assert "valid padding (the paper's geometry: 20 px margin)" in capsys.readouterr().out
+    masks = tmp_path / "masks"
+    assert main(["predict", "--model", str(out), str(dataset / "val/images"), "--out",
+                 str(masks)]) == 0  # fmt: skip
+    assert tifffile.imread(next(masks.iterdir())).shape == (96, 96)
+    assert main(["export", str(out), str(tmp_path / "valid.onnx"), "--format", "onnx"]) != 0
+    assert "cannot export a valid-padding" in _error_line(capsys)

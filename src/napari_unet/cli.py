@@ -65,7 +65,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, help="number of epochs (default 50)")
     length.add_argument(
-        "--minutes", type=float, help="time budget in minutes instead of a number of epochs"
+        "--minutes",
+        type=float,
+        help="time budget in minutes instead of a number of epochs; a new model's depth, width, "
+        "patch and batch size left open are then planned from the data and the device",
+    )
+    p.add_argument(
+        "--no-plan",
+        action="store_true",
+        help="with --minutes, use the fixed defaults instead of planning the settings",
     )
     p.add_argument(
         "--steps-per-epoch", type=int, help="steps between validations (default: from data size)"
@@ -124,6 +132,26 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--upsample", choices=("transpose", "interpolate"), help="(default transpose)")
     p.add_argument("--dropout", type=float, help="(default 0)")
     p.add_argument(
+        "--encoder",
+        choices=("unet", "mobilenet_v2"),
+        help="unet (default): the classic double convolutions; mobilenet_v2: torchvision's "
+        "MobileNetV2 feature blocks (2D, depth 5, far fewer operations per pixel)",
+    )
+    p.add_argument(
+        "--encoder-weights",
+        metavar="FILE",
+        help="with --encoder mobilenet_v2: start from torchvision's ImageNet weights saved "
+        "as a state-dict file (torch.save(mobilenet_v2(weights=...).state_dict(), FILE)); "
+        "nothing is downloaded",
+    )
+    p.add_argument(
+        "--padding",
+        choices=("same", "valid"),
+        help="same (default): padded convolutions; valid: the U-Net paper's unpadded "
+        "convolutions with cropped skips, trained on tile centres and predicted overlap-tile "
+        "with mirrored borders (depth 4: a 572 px tile gives 388 px)",
+    )
+    p.add_argument(
         "--patch-size",
         type=int,
         help="patch edge in pixels (default 128 in 2D on a CPU, 256 on a GPU; 64 in 3D)",
@@ -148,7 +176,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_train)
 
 
-_ARCHITECTURE_OPTIONS = ("depth", "base_features", "norm", "upsample", "dropout")
+_ARCHITECTURE_OPTIONS = (
+    "depth",
+    "base_features",
+    "norm",
+    "upsample",
+    "dropout",
+    "padding",
+    "encoder",
+)
 
 
 def _check_model_options(args: argparse.Namespace, base) -> None:
@@ -166,6 +202,10 @@ def _check_model_options(args: argparse.Namespace, base) -> None:
                 f"({name.replace('_', ' ')} {getattr(config, name)}): a model keeps its "
                 "architecture; drop the option, or train a new model without " + start
             )
+    if args.encoder_weights:
+        raise UserInputError(
+            f"--encoder-weights starts a new model; the {start} model has its weights: drop it"
+        )
     reads = {"gray": "as grayscale", "single": f"only channel {prep.channel} of the image"}
     model_reads = reads.get(prep.channel_mode, "the image's channels as they are")
     if args.three_d and config.spatial_dims != 3:
@@ -337,6 +377,10 @@ def _train(args: argparse.Namespace, world) -> int:
         from .core.defaults import training_defaults
 
         defaults = training_defaults(dims, args.device)  # the widget starts from the same
+        if args.encoder == "mobilenet_v2" and args.depth is None:
+            args.depth = 5  # its five stride-2 stages
+        if args.encoder_weights and args.encoder != "mobilenet_v2":
+            raise UserInputError("--encoder-weights needs --encoder mobilenet_v2")
         given = {name: getattr(args, name) for name in _ARCHITECTURE_OPTIONS}
         net = UNetConfig(
             spatial_dims=dims,
@@ -348,6 +392,9 @@ def _train(args: argparse.Namespace, world) -> int:
                 **{name: value for name, value in given.items() if value is not None},
             },
         )
+        plan = None
+        if args.minutes is not None and not args.no_plan:
+            net, config, plan = _plan(args, pairs, val_pairs, net, config, world)
         trainer = Trainer(
             pairs,
             net,
@@ -356,7 +403,13 @@ def _train(args: argparse.Namespace, world) -> int:
             val_pairs=val_pairs,
             task=args.task,
             world=world,
+            plan=plan,
         )
+        if args.encoder_weights:
+            loaded = trainer.load_encoder_weights(args.encoder_weights)
+            print(
+                f"encoder: {len(loaded)} tensors from {args.encoder_weights}", file=sys.stderr
+            )
     if not world.is_main:
         return _train_quietly(trainer)
     if world.distributed:
@@ -429,6 +482,30 @@ def _train(args: argparse.Namespace, world) -> int:
         file=sys.stderr,
     )
     return EXIT_INTERRUPTED if interrupted else 0
+
+
+_PLANNED = ("depth", "base_features", "patch_size", "batch_size")
+
+
+def _plan(args: argparse.Namespace, pairs, val_pairs, net, config, world):
+    """Plan the settings left open for --minutes (core/planner.py): the network, the config
+    with the rest of the budget after planning, and the plan to store; unchanged when the
+    user set them all, or in a distributed run (whose processes must agree on one network)."""
+    from .core.planner import plan_for_budget
+
+    fixed = {name: getattr(args, name) for name in _PLANNED if getattr(args, name) is not None}
+    if len(fixed) == len(_PLANNED):
+        return net, config, None
+    if world.distributed:
+        if world.is_main:
+            print("--minutes with torchrun: the default settings (no planning)", file=sys.stderr)
+        return net, config, None
+    print("planning the network and patch size for the time budget…", file=sys.stderr)
+    net, config, plan = plan_for_budget(
+        pairs, net, config, task=args.task, fixed=fixed, validation_given=bool(val_pairs)
+    )
+    print(plan.summary(), file=sys.stderr)
+    return net, config, plan.to_dict()
 
 
 def _train_quietly(trainer) -> int:
@@ -927,7 +1004,14 @@ def describe_model(spec: str) -> str:
         f"model:          {path} ({path.stat().st_size / 1e6:.1f} MB)",
         *([f"description:    {m.description}"] if m.description else []),
         f"architecture:   {c.spatial_dims}D U-Net, depth {c.depth}, {c.base_features} base features, {c.norm} norm, "
-        f"{c.upsample} upsampling, dropout {c.dropout}; {params:,} parameters",
+        f"{c.upsample} upsampling, dropout {c.dropout}, "
+        + (
+            f"valid padding (the paper's geometry: {c.valid_margin} px margin)"
+            if c.padding == "valid"
+            else "same padding"
+        )
+        + (", MobileNetV2 encoder" if c.encoder == "mobilenet_v2" else "")
+        + f"; {params:,} parameters",
         f"input:          {c.in_channels} channel(s), "
         + {"as_is": "channels as they are", "gray": "colour turned to gray"}.get(
             pp.channel_mode, f"only channel {pp.channel} of the image"
@@ -950,6 +1034,10 @@ def describe_model(spec: str) -> str:
             f"best validation {run.get('score', 'score')} {_fmt(run.get('best_score'))}, lr {cfg.get('learning_rate')}, loss {cfg.get('loss')}, "
             f"finished {run.get('finished')}"
         )
+        if run.get("plan"):
+            from .core.planner import describe_plan
+
+            lines.append(f"  planned:      {describe_plan(run['plan'])}")
     if "imported_from" in m.history:
         lines.append(f"imported from:  {m.history['imported_from']}")
     lines.append(f"resumable:      {'yes' if m.training_state else 'no'}")

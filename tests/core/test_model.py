@@ -66,3 +66,33 @@ def test_config_validation_and_round_trip():
         UNetConfig(norm="layer")
     with pytest.raises(UserInputError, match="unknown U-Net config keys"):
         UNetConfig.from_dict({"depht": 3})
+
+
+def test_the_papers_valid_unet_maps_572_to_388():
+    config = UNetConfig(depth=4, base_features=4, padding="valid")
+    assert config.valid_margin == 92 and receptive_radius(config) == 92 + 15
+    assert config.valid_output_size(572) == 388 and config.valid_input_size(388) == 572
+    assert config.valid_output_size(573) is None  # a pooling would meet an odd size
+    net = UNet(config).train()
+    assert net(torch.randn(1, 1, 572, 572)).shape == (1, 2, 388, 388)
+    with pytest.raises(UserInputError, match="cannot take a tile of 573 pixels"):
+        net(torch.randn(1, 1, 573, 572))
+    # In prediction the input is mirrored by the margin: the output covers any input size.
+    net.eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 1, 300, 217)).shape == (1, 2, 300, 217)
+    # Same parameter count as the padded network: only the geometry differs.
+    same = UNet(UNetConfig(depth=4, base_features=4))
+    assert net.num_parameters() == same.num_parameters()
+
+
+def test_a_valid_unet_looks_its_margin_far_plus_the_pooling_phase():
+    config = UNetConfig(depth=3, base_features=4, norm="none", padding="valid")
+    net = UNet(config).eval()
+    size = 200
+    x = torch.randn(1, 1, size, size, requires_grad=True)
+    net(x)[0, :, size // 2, size // 2].sum().backward()
+    touched = (x.grad[0, 0].abs() > 0).nonzero()
+    reach = (touched - size // 2).abs().max().item()
+    assert config.valid_margin == 44
+    assert config.valid_margin <= reach <= receptive_radius(config) == 44 + 7

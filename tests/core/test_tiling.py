@@ -36,6 +36,9 @@ CASES = [
     ),
     (UNetConfig(depth=2, base_features=4, norm="none", out_channels=1), (170, 145), 16),
     (UNetConfig(spatial_dims=3, depth=2, base_features=2), (37, 150, 41), 16),
+    # The paper's geometry: overlap-tile with mirrored borders covers every pixel.
+    (UNetConfig(depth=2, base_features=4, padding="valid"), (150, 123), 32),
+    (UNetConfig(spatial_dims=3, depth=2, base_features=2, padding="valid"), (30, 70, 45), 16),
 ]
 
 

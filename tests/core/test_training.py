@@ -465,3 +465,27 @@ def test_equal_scores_keep_the_weights_with_the_lower_validation_loss(disks):
     assert trainer._better(1.0, 0.20)  # the same score with a lower loss does
     assert not trainer._better(1.0, 0.35)
     assert not trainer._better(float("nan"), 0.1)
+
+
+def test_a_valid_unet_learns_from_tile_centres_and_segments_to_the_borders(disks):
+    image, labels = disks
+    net = UNetConfig(depth=2, base_features=8, padding="valid")
+    trainer = Trainer(
+        [_pair(image, labels)],
+        net,
+        TrainConfig(
+            epochs=5,
+            steps_per_epoch=10,
+            batch_size=4,
+            patch_size=48,
+            val_fraction=0,
+            learning_rate=1e-2,
+        ),
+    )
+    # 48 px of output need an 88 px tile: a margin of 20 on each side.
+    assert trainer.patch_size == (48, 48) and trainer.sampler.patch_size == (88, 88)
+    losses = [p.train_loss for p in trainer.train() if p.epoch_end]
+    assert losses[-1] < 0.5 * losses[0]
+    prediction = Segmenter(trainer.model_file(), device="cpu").predict(image)
+    assert prediction.labels.shape == image.shape
+    assert _dice(prediction.labels, labels) > 0.9

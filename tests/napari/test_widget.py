@@ -291,3 +291,31 @@ def test_a_new_model_can_read_one_channel_of_a_colour_layer(dock, qtbot):
     assert model is not None, train.last_message
     assert model.config.in_channels == 1
     assert model.preprocessing.channel_mode == "single" and model.preprocessing.channel == 1
+
+
+def test_a_time_budget_plans_the_network_and_shows_the_plan(dock, qtbot):
+    viewer = dock.viewer
+    image, truth = disks_image(shape=(96, 96))
+    viewer.add_image(image, name="cells")
+    viewer.add_labels(truth, name="truth")
+    train = dock.train
+    train.rows[0].image.select(viewer.layers["cells"])
+    train.rows[0].labels.select(viewer.layers["truth"])
+    train.start_from.setCurrentText("new model")
+    planned = (train.depth, train.base, train.patch, train.batch)
+    assert all(box.isEnabled() for box in planned)  # no budget: the user's settings
+    train.minutes.setValue(0.1)
+    assert train.plan.isChecked() and not any(box.isEnabled() for box in planned)
+    train.patch.setValue(16)  # ignored: the planner decides
+
+    _wait(qtbot, train, train.start())
+    plan = train.trainer.plan
+    assert plan is not None, train.last_message
+    assert plan["measured"] and plan["patch_size"] == 96  # as large as the image allows
+    shown = (train.depth.value(), train.base.value(), train.patch.value(), train.batch.value())
+    assert shown == (plan["depth"], plan["base_features"], 96, plan["batch_size"])
+    assert dock.session.trained.config.base_features == plan["base_features"]
+    assert dock.session.trained.history["runs"][-1]["plan"] == plan
+
+    train.plan.setChecked(False)  # the fixed settings again, editable
+    assert all(box.isEnabled() for box in planned)

@@ -47,6 +47,7 @@ from ..core import (
 from ..core.data import annotated_blocks
 from ..core.defaults import training_defaults
 from ..core.normalize import model_channels
+from ..core.planner import describe_plan, plan_for_budget
 from ..core.tiling import probabilities_to_labels
 from .common import LayerCombo, device_combo, notify_error
 from .layers import guess_channel_axis, layer_array, shown_block, spatial_transform
@@ -54,6 +55,7 @@ from .loss_plot import LossPlot
 from .session import TRAINED, Session
 
 NEW_MODEL = "new model"
+PADDINGS = {"same": "same", "valid (the paper's)": "valid"}
 MODEL_KINDS = {"instances (objects)": "instances", "semantic (classes)": "semantic"}
 #: What a new model reads of each image (Preprocessing.channel_mode), as the CLI's
 #: --gray / --input-channel.
@@ -212,6 +214,13 @@ class TrainPanel(QWidget):
         self.depth = QSpinBox(self, minimum=1, maximum=6, value=defaults.depth)
         self.base = QSpinBox(self, minimum=4, maximum=128, value=defaults.base_features)
         self.classes = QSpinBox(self, minimum=2, maximum=32, value=2)
+        self.padding = QComboBox(self)
+        self.padding.addItems(list(PADDINGS))
+        self.padding.setToolTip(
+            "same: padded convolutions (default); valid: the U-Net paper's unpadded "
+            "convolutions, trained on tile centres and predicted overlap-tile with mirrored "
+            "borders (slower; cannot be exported to ONNX/bioimage.io)"
+        )
         self.input_mode = QComboBox(self)
         self.input_mode.addItems(list(INPUT_MODES))
         self.input_mode.setToolTip(
@@ -229,6 +238,13 @@ class TrainPanel(QWidget):
         self.epochs = QSpinBox(self, minimum=1, maximum=100000, value=20)
         self.minutes = QDoubleSpinBox(self, minimum=0, maximum=10000, value=0, decimals=1)
         self.minutes.setSpecialValueText("no limit")
+        self.plan = QCheckBox("plan network and patches for the time budget", self)
+        self.plan.setChecked(True)
+        self.plan.setToolTip(
+            "for a new model with a time budget: time a few settings on your data and this "
+            "machine first, and train the one that learns most in the budget (depth, base "
+            "features, patch and batch size below are then chosen for you)"
+        )
         self.steps = QSpinBox(self, minimum=1, maximum=10000, value=20)
         # Decimals first: a value set before them is rounded to the default 2 decimals (0.00).
         self.lr = QDoubleSpinBox(self, decimals=5)
@@ -256,6 +272,7 @@ class TrainPanel(QWidget):
         new_form.addRow("depth", self.depth)
         new_form.addRow("base features", self.base)
         new_form.addRow("classes", self.classes)
+        new_form.addRow("padding", self.padding)
         new_form.addRow("input", input_row)
         self.kind.currentTextChanged.connect(
             lambda text: self.classes.setEnabled(MODEL_KINDS[text] == "semantic")
@@ -267,11 +284,15 @@ class TrainPanel(QWidget):
         self.start_from.currentTextChanged.connect(
             lambda text: new_box.setEnabled(text == NEW_MODEL)
         )
+        for changed in (self.start_from.currentTextChanged, self.minutes.valueChanged):
+            changed.connect(self._show_planned_fields)
+        self.plan.toggled.connect(self._show_planned_fields)
         form = QFormLayout()
         form.addRow("start from", self.start_from)
         form.addRow(new_box)
         form.addRow("epochs", self.epochs)
         form.addRow("time budget (min)", self.minutes)
+        form.addRow("", self.plan)
         form.addRow("steps per epoch", self.steps)
         form.addRow("learning rate", self.lr)
         form.addRow("patch size", self.patch)
@@ -313,6 +334,7 @@ class TrainPanel(QWidget):
         layout.addWidget(self.plot)
         layout.addStretch(1)
 
+        self._show_planned_fields()
         self.add_row()
         session.model_changed.connect(self.refresh_start_choices)
         session.loaded_changed.connect(self.refresh_start_choices)
@@ -381,6 +403,20 @@ class TrainPanel(QWidget):
         self.patch.setValue(defaults.patch_size)
         self.batch.setValue(defaults.batch_size)
 
+    def _planning(self) -> bool:
+        """Whether Train plans the network and patches (a new model with a time budget)."""
+        return (
+            self.plan.isChecked()
+            and self.minutes.value() > 0
+            and self.start_from.currentText() == NEW_MODEL
+        )
+
+    def _show_planned_fields(self, *_args: Any) -> None:
+        """The planner sets these; greyed out while it will, so nobody edits them in vain."""
+        planning = self._planning()
+        for box in (self.depth, self.base, self.patch, self.batch):
+            box.setEnabled(not planning)
+
     def _make_trainer_factory(self):
         rows = [(r.image.layer(), r.labels.layer(), r.label_mode) for r in self.rows]
         config = self._config()
@@ -390,6 +426,8 @@ class TrainPanel(QWidget):
         if task["kind"] == "instances":
             classes = 3  # background, interior, boundary
         depth, width = self.depth.value(), self.base.value()
+        planning = self._planning()
+        padding = self.padding.currentText()
         preprocessing = Preprocessing(
             channel_mode=INPUT_MODES[self.input_mode.currentText()],
             channel=self.input_channel.value(),
@@ -413,8 +451,21 @@ class TrainPanel(QWidget):
                 out_channels=classes,
                 depth=depth,
                 base_features=width,
+                padding=PADDINGS[padding],
             )
-            return Trainer(pairs, net, config, preprocessing=preprocessing, task=task)
+            plan = None
+            if planning:  # in the worker thread: timing steps takes seconds
+                net, train_config, plan = plan_for_budget(pairs, net, config, task=task)
+            else:
+                train_config = config
+            return Trainer(
+                pairs,
+                net,
+                train_config,
+                preprocessing=preprocessing,
+                task=task,
+                plan=plan.to_dict() if plan else None,
+            )
 
         return make
 
@@ -453,7 +504,10 @@ class TrainPanel(QWidget):
         from napari.qt.threading import create_worker
 
         self._set_running(True)
-        self.status.setText("preparing the training data…" if factory else "resuming…")
+        preparing = "preparing the training data…"
+        if factory and self._planning():
+            preparing = "preparing the training data and timing a few settings for the budget…"
+        self.status.setText(preparing if factory else "resuming…")
         # Handlers passed at creation: superqt would otherwise re-raise errors in the GUI thread.
         worker = create_worker(
             train_job,
@@ -489,7 +543,15 @@ class TrainPanel(QWidget):
         if isinstance(item, Trainer):
             self.trainer = item
             self.progress.setRange(0, item.total_steps)
-            self.status.setText(item.validation_summary)
+            text = item.validation_summary
+            if item.plan:
+                # Show what was chosen where the user would have set it.
+                self.depth.setValue(item.plan["depth"])
+                self.base.setValue(item.plan["base_features"])
+                self.patch.setValue(item.plan["patch_size"])
+                self.batch.setValue(item.plan["batch_size"])
+                text = f"planned: {describe_plan(item.plan)}; {text}"
+            self.status.setText(text)
             return
         if isinstance(item, Preview):
             self._show_preview(item)

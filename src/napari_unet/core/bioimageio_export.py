@@ -30,7 +30,7 @@ import torch
 from .. import __version__
 from .checkpoint import ModelFile, bundled_models
 from .errors import UserInputError
-from .export import export_network
+from .export import check_exportable, export_network
 from .model import receptive_radius
 from .normalize import Preprocessing, channels_first, select_channels
 from .package_ops import operations, run
@@ -280,6 +280,7 @@ def export_package(
     image, 2D only). Validated by ``bioimageio.spec`` before anything is written; the zip is
     written atomically, a folder only where none exists (or with ``overwrite``).
     """
+    check_exportable(model)
     needs_bioimageio()
     from bioimageio.spec import (
         ValidationContext,

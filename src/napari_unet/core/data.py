@@ -305,12 +305,24 @@ def _elastic(
     return warped, warped_t
 
 
+def _mirror(pair: TrainingPair, margin: int) -> TrainingPair:
+    """``pair`` mirrored by ``margin`` on every side: context for a "valid" network's tiles at
+    the image border; the mirrored pixels carry no labels."""
+    shape = pair.spatial_shape
+    pads = [(margin, margin)] * len(shape)
+    mode = "reflect" if all(margin < s for s in shape) else "symmetric"
+    image = np.pad(pair.image, [(0, 0), *pads], mode=mode)
+    targets = np.pad(pair.targets, pads, constant_values=IGNORE)
+    return TrainingPair(image, targets, pair.name)
+
+
 class PatchSampler:
     """Draws training batches of patches, biased toward annotated and foreground pixels.
 
     Half of the patches (``foreground_fraction``) are centred on a random foreground pixel; the
     rest on a random annotated pixel (so sparse scribbles are always in view). Images smaller
-    than a patch are padded (reflected image, unannotated targets).
+    than a patch are padded (reflected image, unannotated targets). ``margin`` mirrors every
+    image by that much first (context for a "valid" network's tiles).
     """
 
     def __init__(
@@ -320,17 +332,21 @@ class PatchSampler:
         augmentation: Augmentation | None = None,
         foreground_fraction: float = 0.5,
         max_candidates: int = 200_000,
+        margin: int = 0,
     ):
         if not pairs:
             raise UserInputError("no training images were given")
         self.patch_size = tuple(patch_size)
         self.augmentation = augmentation
         self.foreground_fraction = foreground_fraction
+        self.margin = margin
         self.pairs: list[TrainingPair] = []
         self._labelled: list[np.ndarray] = []
         self._foreground: list[np.ndarray] = []
         rng = np.random.default_rng(0)
         for pair in pairs:
+            if margin:
+                pair = _mirror(pair, margin)
             pair = self._pad(pair)
             labelled = np.flatnonzero(pair.targets != IGNORE)
             if labelled.size == 0:
@@ -374,8 +390,9 @@ class PatchSampler:
             centre = np.unravel_index(int(pool[rng.integers(pool.size)]), pair.spatial_shape)
             start = []
             for c, p, s in zip(centre, self.patch_size, pair.spatial_shape, strict=True):
-                # Jitter so the chosen pixel is anywhere in the patch, not always the centre.
-                lo = int(c) - int(rng.integers(p))
+                # Jitter so the chosen pixel is anywhere in the patch (in the part that is
+                # learnt from, inside the margin), not always the centre.
+                lo = int(c) - self.margin - int(rng.integers(p - 2 * self.margin))
                 start.append(min(max(lo, 0), s - p))
             index = tuple(slice(b, b + p) for b, p in zip(start, self.patch_size, strict=True))
             img, tgt = pair.image[(slice(None), *index)], pair.targets[index]

@@ -82,6 +82,17 @@ def _example_input(model: ModelFile) -> torch.Tensor:
     return torch.zeros((1, config.in_channels) + (side,) * config.spatial_dims)
 
 
+def check_exportable(model: ModelFile) -> None:
+    """Refuse what the exported graphs cannot carry, with the reason."""
+    if model.config.padding == "valid":
+        raise UserInputError(
+            "cannot export a valid-padding (the paper's geometry) U-Net: the mirroring that "
+            "makes it cover a whole tile depends on the tile's size, which a TorchScript or ONNX "
+            "graph fixes when it is written. Use the model file with napari-unet, or train with "
+            "--padding same for a model to share"
+        )
+
+
 def export_network(
     model: ModelFile, path: str | os.PathLike, fmt: str, *, probabilities: bool = True
 ) -> Path:
@@ -91,6 +102,7 @@ def export_network(
     """
     if fmt not in EXPORT_FORMATS:
         raise UserInputError(f"export format must be one of {EXPORT_FORMATS}, got {fmt!r}")
+    check_exportable(model)
     path = Path(path)
     if not path.parent.is_dir():
         raise UserInputError(f"cannot export: folder {path.parent} does not exist")

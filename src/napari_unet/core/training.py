@@ -15,9 +15,11 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -171,6 +173,8 @@ class Trainer:
     world : this process's place among torchrun's processes (:mod:`~napari_unet.core.ddp`);
         with more than one, each draws its own patches (``batch_size`` each), gradients are
         averaged by DistributedDataParallel, and only rank 0 validates.
+    plan : how the settings were chosen (:meth:`~napari_unet.core.planner.TrainingPlan.to_dict`),
+        stored with this run in the model file's history.
     """
 
     def __init__(
@@ -185,8 +189,10 @@ class Trainer:
         resume: bool = False,
         task: dict[str, Any] | None = None,
         world: World = SINGLE,
+        plan: dict[str, Any] | None = None,
     ):
         self.state = _State()
+        self.plan = plan
         self.world = world
         self._ddp: torch.nn.Module | None = None
         self.resumed = resume
@@ -248,10 +254,17 @@ class Trainer:
         # No point in patches larger than the largest image (rounded to what the net needs).
         patch = min(patch, -(-largest // multiple) * multiple)
         patch = max(multiple, -(-patch // multiple) * multiple)
-        self.patch_size = (patch,) * dims
         self.batch_size = self.config.batch_size or defaults.batch_size
         aug = Augmentation(elastic=self.config.elastic) if self.config.augment else None
-        self.sampler = PatchSampler(pairs, self.patch_size, aug, self.config.foreground_fraction)
+        # A "valid" network learns on the centre of a larger tile (the paper's geometry): it
+        # draws tiles of the valid input size around the patch, from images mirrored by the
+        # margin so that the centres reach the image borders too.
+        self.margin = self.net_config.valid_margin
+        tile = self.net_config.valid_input_size(patch) if self.margin else patch
+        self.patch_size = (tile - 2 * self.margin,) * dims
+        self.sampler = PatchSampler(
+            pairs, (tile,) * dims, aug, self.config.foreground_fraction, margin=self.margin
+        )
         if self.config.steps_per_epoch:
             self.steps_per_epoch = self.config.steps_per_epoch
         else:
@@ -263,6 +276,21 @@ class Trainer:
             self._check_classes_present()
         if resume_state is not None:
             self._restore(resume_state, model)
+
+    def load_encoder_weights(self, path: str | os.PathLike) -> list[str]:
+        """Start a new MobileNetV2-encoder model from torchvision's ImageNet weights in a file
+        on disk (:func:`~napari_unet.core.mobilenet.load_imagenet_weights`); before training.
+        Returns the names of the tensors loaded."""
+        if self.net_config.encoder != "mobilenet_v2":
+            raise UserInputError("encoder weights need a model with the mobilenet_v2 encoder")
+        if self.state.step:
+            raise UserInputError("encoder weights are loaded before training, not during it")
+        from .mobilenet import load_imagenet_weights
+
+        loaded = load_imagenet_weights(self.model.encoder, path)
+        self.best_weights = _state_copy(self.model)
+        self.base_history["encoder_weights"] = Path(path).name
+        return loaded
 
     def _check_classes_present(self) -> None:
         """From scratch, the labels must show at least two classes: a model that only ever
@@ -472,6 +500,8 @@ class Trainer:
         self.model.train()
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.layout)
         y = y.to(self.device, non_blocking=True)
+        if self.margin:  # the targets of the centre a valid network predicts
+            y = y[(slice(None), *(slice(self.margin, -self.margin),) * (y.ndim - 1))]
         with autocast(self.device, self.config.precision):
             logits = (self._ddp or self.model)(x)  # DDP averages the gradients in backward
         loss = segmentation_loss(log_probabilities(logits.float()), y, self.config.loss)
@@ -592,8 +622,11 @@ class Trainer:
         """The best weights so far as a :class:`ModelFile`, with what resuming needs."""
         history = dict(self.base_history)
         runs = list(history.get("runs", []))
+        plan = self.plan
         if self.resumed and runs:
-            runs.pop()  # a resumed run continues, and replaces, the entry of the run it resumes
+            # A resumed run continues, and replaces, the entry of the run it resumes.
+            resumed_run = runs.pop()
+            plan = plan or resumed_run.get("plan")
         runs.append(
             {
                 "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -606,6 +639,7 @@ class Trainer:
                 "device": describe_device(self.device),
                 "config": self.config.to_dict(),
                 **({"processes": self.world.size} if self.world.distributed else {}),
+                **({"plan": plan} if plan else {}),
             }
         )
         history["runs"] = runs
