@@ -407,9 +407,7 @@ def _train(args: argparse.Namespace, world) -> int:
         )
         if args.encoder_weights:
             loaded = trainer.load_encoder_weights(args.encoder_weights)
-            print(
-                f"encoder: {len(loaded)} tensors from {args.encoder_weights}", file=sys.stderr
-            )
+            print(f"encoder: {len(loaded)} tensors from {args.encoder_weights}", file=sys.stderr)
     if not world.is_main:
         return _train_quietly(trainer)
     if world.distributed:

@@ -141,4 +141,3 @@ def load_imagenet_weights(encoder: MobileNetV2Encoder, path: str | os.PathLike) 
             )
     encoder.load_state_dict(wanted)
     return sorted(wanted)
-
