@@ -77,17 +77,14 @@ def _dsb2018(data: Path) -> Dataset:
     return Dataset(
         ["--gray"],
         {
-            "defaults": [],
-            "base 32, patch 256 (the old defaults)": _options(
-                "--base-features 32 --patch-size 256"
-            ),
-            "base 16, patch 128, no validation": _options(
-                "--base-features 16 --patch-size 128 --val-fraction 0"
-            ),
+            "defaults (planned)": [],
+            "fixed defaults (--no-plan)": ["--no-plan"],
             "base 8, patch 128": _options("--base-features 8 --patch-size 128"),
             "base 16, patch 128, cosine": _options(
                 "--base-features 16 --patch-size 128 --lr-schedule cosine"
             ),
+            "valid padding (the paper's), planned": _options("--padding valid"),
+            "MobileNetV2 encoder, planned": _options("--encoder mobilenet_v2"),
         },
         link,
         score,
@@ -108,17 +105,14 @@ def _drive(data: Path) -> Dataset:
     return Dataset(
         ["--pattern", r"^(\d+)_", "--classes", "2"],
         {
-            "defaults": [],
-            "the bundled model's recipe (hand-tuned)": RECIPE,
-            "base 16, patch 128, no validation": _options(
-                "--base-features 16 --patch-size 128 --val-fraction 0"
-            ),
+            "defaults (planned)": [],
+            "fixed defaults (--no-plan)": ["--no-plan"],
             "base 16, patch 256, no validation": _options(
                 "--base-features 16 --patch-size 256 --val-fraction 0"
             ),
-            "base 32, patch 256 (the old defaults)": _options(
-                "--base-features 32 --patch-size 256"
-            ),
+            "the bundled model's recipe (hand-tuned)": RECIPE,
+            "valid padding (the paper's), planned": _options("--padding valid"),
+            "MobileNetV2 encoder, planned": _options("--encoder mobilenet_v2"),
         },
         lambda target: link_subset(train, target) and None,
         score,
@@ -158,14 +152,19 @@ def main() -> None:
             if done.returncode != 0:
                 sys.exit(f"{name} failed:\n{done.stderr[-2000:]}")
             said = [line for line in done.stderr.splitlines() if line.strip()][:3]
-            run = load_model(out).history["runs"][-1]
-            rows.append((name, run["steps"], dataset.score(out), said))
+            model = load_model(out)
+            run = model.history["runs"][-1]
+            trained = (
+                f"{model.config.encoder} d{model.config.depth} b{model.config.base_features} "
+                f"p{run['config']['patch_size']}x{run['config']['batch_size']}"
+            )
+            rows.append((name, run["steps"], dataset.score(out), said, trained))
             print(f"{name}: {rows[-1][1]} steps, {rows[-1][2]:.3f}", file=sys.stderr, flush=True)
     print(f"{dataset.what}; 3 training images, {args.minutes:g} minutes, {args.precision}")
-    print(f"{'setting':42s} {'steps':>6s} {'score':>6s}")
-    for name, steps, score, _ in rows:
-        print(f"{name:42s} {steps:6d} {score:6.3f}")
-    for name, _, _, said in rows:
+    print(f"{'setting':42s} {'trained':28s} {'steps':>6s} {'score':>6s}")
+    for name, steps, score, _, trained in rows:
+        print(f"{name:42s} {trained:28s} {steps:6d} {score:6.3f}")
+    for name, _, _, said, _ in rows:
         print(f"  {name}: " + " | ".join(said))
 
 
