@@ -105,9 +105,19 @@ def test_a_slow_device_gets_the_most_capable_setting_with_enough_steps():
     plan = plan_training(pairs, UNetConfig(), 3, timer)
     assert (plan.base_features, plan.patch_size) == (16, 128)
     assert plan.expected_steps >= MIN_STEPS[2]
-    # The next candidate (4 times the cost) was measured and refused; nothing beyond it was.
+    # The next candidate costs 4 times as much: even twice as efficient per operation it would
+    # take 0.8 s a step where 0.6 s is affordable, so it is not even timed.
+    assert timer.calls == [(8, 128, 8), (16, 128, 8)]
+    assert [m.base_features for m in plan.measured] == [8, 16]
+
+
+def test_a_candidate_that_might_pass_is_measured_before_being_refused():
+    pairs = [_disks(seed=s) for s in range(3)]
+    timer = CostModel(0.25)  # the next one may take 0.5 s (affordable 0.6 s): it is timed (1 s)
+    plan = plan_training(pairs, UNetConfig(), 3, timer)
+    assert (plan.base_features, plan.patch_size) == (16, 128)
     assert timer.calls == [(8, 128, 8), (16, 128, 8), (16, 256, 8)]
-    assert [m.base_features for m in plan.measured] == [8, 16, 16]
+    assert plan.reason.startswith("the most capable setting with at least")
 
 
 def test_too_little_time_takes_the_cheapest_setting_and_says_so():

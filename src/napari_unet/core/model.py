@@ -370,14 +370,16 @@ class UNet(nn.Module):
         size = tuple(x.shape[2:])
         if self.config.padding == "valid":
             if self.training:
-                return self._valid(x)
-            out = self._valid(pad_for_valid(x, self.config))
+                return self.forward_valid(x)
+            out = self.forward_valid(pad_for_valid(x, self.config))
             return out[(..., *(slice(0, s) for s in size))]
         x = pad_to_multiple(x, self.config.size_multiple)
         out = self._forward(x)
         return out[(..., *(slice(0, s) for s in size))]
 
-    def _valid(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_valid(self, x: torch.Tensor) -> torch.Tensor:
+        """A "valid" network on an input of a valid size, without padding: the output is the
+        input less :attr:`UNetConfig.valid_margin` on every side (the paper's 572 -> 388)."""
         wrong = [s for s in x.shape[2:] if self.config.valid_output_size(s) is None]
         if wrong:
             good = self.config.valid_input_size(wrong[0] - 2 * self.config.valid_margin)

@@ -182,6 +182,20 @@ def _padded_index(window: slice, n: int, mode: str) -> slice | np.ndarray:
     return idx
 
 
+def _mirrored_index(start: int, size: int, n: int, mode: str) -> slice | np.ndarray:
+    """Index into a real axis of length ``n`` for ``size`` pixels from ``start`` (which may lie
+    outside the axis): mirrored about the first and last pixel (``"reflect"``, as numpy's and
+    torch's reflection) or the edge repeated (``"replicate"``)."""
+    if start >= 0 and start + size <= n:
+        return slice(start, start + size)
+    idx = np.arange(start, start + size)
+    if mode != "reflect" or n == 1:
+        return np.clip(idx, 0, n - 1)
+    period = 2 * (n - 1)
+    idx = np.abs(idx) % period
+    return np.where(idx >= n, period - idx, idx)
+
+
 def _taper(window: tuple[int, ...], core_in_window: tuple[slice, ...]) -> np.ndarray:
     """Blending weights: 1 on the core, falling off smoothly (cosine) across the halo."""
     weights = np.ones(window, np.float32)
@@ -287,15 +301,28 @@ def predict_tiled(
         raise UserInputError(f"output array has shape {tuple(out.shape)}, expected {expected}")
     halos = resolve_halo(halo, config)
     multiple = config.size_multiple
+    # A "valid" network (the paper's overlap-tile strategy) gives exactly the core when the
+    # core is read with its margin of context, mirrored at the image border: no halo to
+    # discard, nothing to blend, and the same output as one pass over the whole image.
+    margin = getattr(config, "valid_margin", 0)
+    if margin:
+        halos = (margin,) * dims
+        blend = False
     if tile_size is None:
         tiles_ = default_tile_size(region_shape, halos, multiple)
     else:
         tiles_ = (tile_size,) * dims if isinstance(tile_size, int) else tuple(tile_size)
-    tiles, window = plan_tiles(shape, tiles_, halos, multiple, region)
-    # Batch small windows (GPUs like it); never stack large ones beyond the budget.
-    batch_size = max(1, min(int(batch_size), WINDOW_BUDGET[dims] // math.prod(window)))
+    tiles, window = plan_tiles(shape, tiles_, (0,) * dims if margin else halos, multiple, region)
     padded = tuple(_round_up(s, multiple) for s in shape)
-    mode = padding_mode(shape, tuple(p - s for p, s in zip(padded, shape, strict=True)))
+    if margin:
+        net_input = tuple(config.valid_input_size(w) for w in window)
+        after = tuple(config.valid_input_size(s) - s - margin for s in shape)
+        mode = padding_mode(shape, tuple(max(margin, a) for a in after))
+    else:
+        net_input = window
+        mode = padding_mode(shape, tuple(p - s for p, s in zip(padded, shape, strict=True)))
+    # Batch small windows (GPUs like it); never stack large ones beyond the budget.
+    batch_size = max(1, min(int(batch_size), WINDOW_BUDGET[dims] // math.prod(net_input)))
     weight_sum = None
     tapers: dict[tuple[tuple[int, int], ...], np.ndarray] = {}
     if blend:
@@ -311,16 +338,33 @@ def predict_tiled(
     with torch.inference_mode():
         while first < len(tiles):
             batch = tiles[first : first + batch_size]
-            blocks = [
-                source.read(
-                    tuple(_padded_index(w, n, mode) for w, n in zip(t.window, shape, strict=True))
-                )
-                for t in batch
-            ]
+            if margin:
+                blocks = [
+                    source.read(
+                        tuple(
+                            _mirrored_index(w.start - margin, size, n, mode)
+                            for w, size, n in zip(t.window, net_input, shape, strict=True)
+                        )
+                    )
+                    for t in batch
+                ]
+            else:
+                blocks = [
+                    source.read(
+                        tuple(
+                            _padded_index(w, n, mode) for w, n in zip(t.window, shape, strict=True)
+                        )
+                    )
+                    for t in batch
+                ]
             x = torch.from_numpy(np.stack(blocks)).to(device).contiguous(memory_format=layout)
             try:
                 with reuse(), autocast(device, precision):
-                    logits = model(x)
+                    if margin:
+                        logits = model.forward_valid(x)
+                        logits = logits[(..., *(slice(0, w) for w in window))]
+                    else:
+                        logits = model(x)
                     prob = finish(logits.float()).cpu().numpy()
             except (torch.OutOfMemoryError, RuntimeError) as err:
                 if not _out_of_memory(err):
