@@ -153,6 +153,25 @@ def test_resume_and_fine_tune_from_the_command_line(dataset, model):
     assert len(load_model(tuned).history["runs"]) == 2
 
 
+def test_fine_tuning_can_change_how_a_model_reads_intensities(dataset, model, capsys):
+    """--invert with --from: the fine-tuned file inverts; a resumed run may not change it."""
+    from napari_unet.core import load_model
+
+    args = ["--images", str(dataset / "train/images"), "--labels", str(dataset / "train/labels")]
+    short = ["--epochs", "1", "--steps-per-epoch", "1"]
+    tuned = dataset / "tuned.pt"
+    assert main(["train", *args, "--from", str(model), "--out", str(tuned), "--invert", "auto", *short]) == 0  # fmt: skip
+    assert load_model(tuned).preprocessing.invert == "auto"
+    assert load_model(model).preprocessing.invert == "no"  # the starting model is untouched
+    capsys.readouterr()
+    argv = ["train", *args, "--resume", str(tuned), "--out", str(tuned), "--invert", "no"]
+    assert main(argv) == 2
+    assert "--invert no contradicts the --resume model (invert auto)" in _error_line(capsys)
+    fresh = dataset / "fresh.pt"
+    assert main(["train", *args, "--out", str(fresh), "--invert", "yes", *short, *TINY]) == 0
+    assert load_model(fresh).preprocessing.invert == "yes"
+
+
 def test_predict_never_overwrites_without_asking(dataset, model, capsys):
     out = dataset / "pred"
     argv = [

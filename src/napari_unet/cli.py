@@ -120,6 +120,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="use only channel N of the images (0-based; e.g. 1, the green channel of RGB "
         "fundus photographs): a one-channel model",
     )
+    p.add_argument(
+        "--invert",
+        choices=("no", "yes", "auto"),
+        help="turn intensities upside down: 'auto' for images with a bright background (H&E, "
+        "brightfield), so dark nuclei look like fluorescent ones (default no; with --from, "
+        "changes how the model reads images and fine-tunes it to that)",
+    )
     # Architecture and input options shape a new model; a model given with --from or --resume
     # brings its own, and a value that contradicts it is an error (see _check_model_options).
     p.add_argument("--depth", type=int, help="U-Net depth (default 4)")
@@ -221,6 +228,11 @@ def _check_model_options(args: argparse.Namespace, base) -> None:
             f"--input-channel {args.input_channel} contradicts the {start} model, which reads "
             f"{model_reads}; drop --input-channel"
         )
+    if args.resume and args.invert is not None and args.invert != prep.invert:
+        raise UserInputError(
+            f"--invert {args.invert} contradicts the --resume model (invert {prep.invert}): "
+            "a resumed run reads images as it started; fine-tune with --from instead"
+        )
 
 
 def _load_pairs(
@@ -267,6 +279,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, world) -> int:
+    from dataclasses import replace
+
     from tqdm import tqdm
 
     from .core import (
@@ -298,6 +312,10 @@ def _train(args: argparse.Namespace, world) -> int:
             base.preprocessing,
             base.config.in_channels,
         )
+        if args.invert is not None and args.invert != preprocessing.invert:
+            # Fine-tuning to read images another way round: the new model file says so.
+            preprocessing = replace(preprocessing, invert=args.invert)
+            base = replace(base, preprocessing=preprocessing)
         classes = max(2, base.config.out_channels)
         if args.classes is not None and args.classes != classes:
             raise UserInputError(
@@ -313,6 +331,7 @@ def _train(args: argparse.Namespace, world) -> int:
             preprocessing = Preprocessing(channel_mode="single", channel=args.input_channel)
         else:
             preprocessing = Preprocessing(channel_mode="gray" if args.gray else "as_is")
+        preprocessing = replace(preprocessing, invert=args.invert or "no")
         in_channels = None
         args.classes = args.classes or 2
         args.task = {"kind": "semantic"}

@@ -106,6 +106,37 @@ def test_reference_tool_passes_our_packages(request, which):
     assert "passed" in done.stdout
 
 
+def test_auto_inverting_model_is_packaged_for_images_like_its_sample(tmp_path):
+    """The spec cannot invert image by image: a model that does is written for its sample's
+    kind of image, says so, and reproduces napari-unet on it."""
+    from dataclasses import replace
+
+    from napari_unet.core.io import read_image
+
+    model = load_model("nuclei")
+    model = replace(model, preprocessing=replace(model.preprocessing, invert="auto"))
+    dark = read_image(Path(__file__).parents[2] / "src/napari_unet/samples/nuclei.png")
+    bright = (dark.max() - dark).astype(dark.dtype)  # brightfield-like: dark nuclei
+    for sample, inverts in ((bright, True), (dark, False)):
+        out = export_package(model, tmp_path / f"{inverts}.zip", sample=sample)
+        package = open_package(out)
+        steps = [
+            (str(s.id), getattr(s.kwargs, "gain", None))
+            for s in package.descr.inputs[0].preprocessing
+        ]
+        assert (("scale_linear", -1.0) in steps) is inverts
+        readme = (package.root / "README.md").read_text()
+        assert ("it inverts every image" if inverts else "it inverts none") in readme
+        x, y = (np.load(package.root / f"test_{io}put.npy") for io in ("in", "out"))
+        ours = Segmenter(model, device="cpu", precision="float32").predict(
+            x[0, 0], output="probabilities"
+        )
+        assert np.abs(ours.probabilities - y[0]).max() < 1e-4
+        if inverts:
+            done = _bioimageio_test(out)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
 def test_bundled_package_round_trip_is_the_same_model(nuclei_package):
     original = load_model("nuclei")
     back = load_model(nuclei_package)  # what `train --from` and the widget do

@@ -87,3 +87,49 @@ def test_checking_an_image_never_reads_it():
             raise AssertionError("the whole image was read")
 
     check_image_array(Lazy())
+
+
+def _dark_and_bright_nuclei():
+    """The same disks as bright-on-dark (fluorescence) and dark-on-bright (brightfield)."""
+    yy, xx = np.mgrid[:64, :64]
+    disks = ((yy - 20) ** 2 + (xx - 20) ** 2 < 64) | ((yy - 44) ** 2 + (xx - 40) ** 2 < 64)
+    noise = np.random.default_rng(0).normal(0, 3, (64, 64))
+    dark = (20 + 180 * disks + noise).clip(0, 255).astype(np.uint8)
+    return dark, (255 - dark.astype(np.int16)).astype(np.uint8)
+
+
+def _read(image, prep):
+    return ImageSource(image, 2, prep, 1).read((slice(None), slice(None)))[0]
+
+
+def test_invert_turns_intensities_upside_down_and_auto_only_bright_backgrounds():
+    dark, bright = _dark_and_bright_nuclei()
+    plain = _read(dark, Preprocessing())
+    assert np.allclose(_read(dark, Preprocessing(invert="yes")), 1 - plain, atol=1e-6)
+    # "auto": the bright-background image reads as the dark one does, the dark one unchanged.
+    auto = Preprocessing(invert="auto")
+    assert np.array_equal(_read(dark, auto), plain)
+    assert np.abs(_read(bright, auto) - plain).max() < 0.03  # percentiles of 1 and 99.8
+    assert np.abs(_read(bright, Preprocessing()) - (1 - plain)).max() < 0.03
+
+
+def test_auto_inversion_decides_once_per_image_on_all_channels():
+    dark, bright = _dark_and_bright_nuclei()
+    rgb = np.stack([bright, bright, bright // 2], axis=-1)  # H&E-like: bright background
+    _, scale = intensity_stats(channels_first(rgb, 2), Preprocessing(invert="auto"))
+    assert (scale < 0).all()
+    gray = ImageSource(rgb, 2, Preprocessing(channel_mode="gray", invert="auto"), 1)
+    block = gray.read((slice(None), slice(None)))[0]
+    disks = dark > 100
+    assert block[disks].mean() > block[~disks].mean() + 0.5  # nuclei now bright
+
+
+def test_invert_settings_are_checked_and_old_files_read_as_not_inverted():
+    with pytest.raises(UserInputError, match="invert must be one of"):
+        Preprocessing(invert="maybe")
+    with pytest.raises(UserInputError, match="needs a normalisation"):
+        Preprocessing(invert="yes", norm="none")
+    old = Preprocessing().to_dict()
+    del old["invert"]
+    assert Preprocessing.from_dict(old).invert == "no"
+    assert Preprocessing.from_dict(Preprocessing(invert="auto").to_dict()).invert == "auto"

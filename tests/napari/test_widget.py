@@ -286,11 +286,13 @@ def test_a_new_model_can_read_one_channel_of_a_colour_layer(dock, qtbot):
     train.input_mode.setCurrentText("one channel")
     assert train.input_channel.isEnabled()
     train.input_channel.setValue(1)
+    train.invert.setCurrentText("inverted where the background is bright")
     _wait(qtbot, train, train.start())
     model = dock.session.trained
     assert model is not None, train.last_message
     assert model.config.in_channels == 1
     assert model.preprocessing.channel_mode == "single" and model.preprocessing.channel == 1
+    assert model.preprocessing.invert == "auto"
 
 
 def test_a_time_budget_plans_the_network_and_shows_the_plan(dock, qtbot):

@@ -60,6 +60,12 @@ MODEL_KINDS = {"instances (objects)": "instances", "semantic (classes)": "semant
 #: What a new model reads of each image (Preprocessing.channel_mode), as the CLI's
 #: --gray / --input-channel.
 INPUT_MODES = {"all channels": "as_is", "grayscale": "gray", "one channel": "single"}
+#: Whether a new model turns intensities upside down (Preprocessing.invert), as --invert.
+INVERT_MODES = {
+    "as they are": "no",
+    "inverted": "yes",
+    "inverted where the background is bright": "auto",
+}
 LABEL_KINDS = {"dense": "dense", "scribbles": "scribbles"}
 LABEL_KIND_HELP = (
     "dense: every pixel is labelled (e.g. a corrected prediction); 0 = background.\n"
@@ -232,9 +238,17 @@ class TrainPanel(QWidget):
         self.input_mode.currentTextChanged.connect(
             lambda text: self.input_channel.setEnabled(INPUT_MODES[text] == "single")
         )
+        self.invert = QComboBox(self)
+        self.invert.addItems(list(INVERT_MODES))
+        self.invert.setToolTip(
+            "intensities as they are, or upside down: 'inverted where the background is "
+            "bright' lets one model read fluorescence (bright nuclei on dark) and H&E or "
+            "brightfield images (dark nuclei on bright) the same way round"
+        )
         input_row = QHBoxLayout()
         input_row.addWidget(self.input_mode)
         input_row.addWidget(self.input_channel)
+        input_row.addWidget(self.invert)
         self.epochs = QSpinBox(self, minimum=1, maximum=100000, value=20)
         self.minutes = QDoubleSpinBox(self, minimum=0, maximum=10000, value=0, decimals=1)
         self.minutes.setSpecialValueText("no limit")
@@ -431,6 +445,7 @@ class TrainPanel(QWidget):
         preprocessing = Preprocessing(
             channel_mode=INPUT_MODES[self.input_mode.currentText()],
             channel=self.input_channel.value(),
+            invert=INVERT_MODES[self.invert.currentText()],
         )
 
         def make() -> Trainer:

@@ -32,7 +32,13 @@ from .checkpoint import ModelFile, bundled_models
 from .errors import UserInputError
 from .export import check_exportable, export_network
 from .model import receptive_radius
-from .normalize import Preprocessing, channels_first, select_channels
+from .normalize import (
+    BRIGHT_BACKGROUND,
+    Preprocessing,
+    channels_first,
+    intensity_stats,
+    select_channels,
+)
 from .package_ops import operations, run
 
 UNET_PAPER = {
@@ -86,8 +92,11 @@ def input_channel_names(model: ModelFile) -> list[str]:
     return [f"channel_{i}" for i in range(model.config.in_channels)]
 
 
-def preprocessing_steps(prep: Preprocessing, space: list[str]) -> list[dict[str, Any]]:
-    """Our normalisation as the spec's operations, on a (batch, channel, *space) tensor."""
+def preprocessing_steps(
+    prep: Preprocessing, space: list[str], inverted: bool = False
+) -> list[dict[str, Any]]:
+    """Our normalisation as the spec's operations, on a (batch, channel, *space) tensor;
+    ``inverted``: then 1 - x (see :func:`package_inverts`)."""
     steps: list[dict[str, Any]] = [{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}]
     if prep.norm == "percentile":
         axes = space if prep.per_channel else ["channel", *space]
@@ -112,7 +121,25 @@ def preprocessing_steps(prep: Preprocessing, space: list[str]) -> list[dict[str,
                 "kwargs": {"gain": 1.0 / span, "offset": -float(prep.fixed_min) / span},
             }
         )
+    if inverted:
+        steps.append({"id": "scale_linear", "kwargs": {"gain": -1.0, "offset": 1.0}})
     return steps
+
+
+def package_inverts(model: ModelFile, sample: np.ndarray | None) -> bool:
+    """Whether the package turns intensities upside down. With ``invert="auto"`` napari-unet
+    decides per image (bright background or not); the spec's operations cannot, so the package
+    is written for images like its test sample, and its documentation says so."""
+    prep = model.preprocessing
+    if prep.invert != "auto":
+        return prep.invert == "yes"
+    if sample is None:
+        from .io import read_image
+
+        sample = read_image(_SAMPLE)
+    view = channels_first(np.asarray(sample), model.config.spatial_dims)
+    _, scale = intensity_stats(view, prep)
+    return bool(scale[0] < 0)
 
 
 def output_channel_names(model: ModelFile) -> list[str]:
@@ -186,7 +213,7 @@ def _cover(test_in: np.ndarray, test_out: np.ndarray, path: Path) -> None:
     imsave(path, (np.clip(cover, 0, 1) * 255).astype(np.uint8), check_contrast=False)
 
 
-def _documentation(model: ModelFile, name: str | None) -> str:
+def _documentation(model: ModelFile, name: str | None, inverted: bool = False) -> str:
     """The model card (bundled models) or a description, with the "# Validation" section
     bioimage.io asks for."""
     card = None
@@ -225,10 +252,19 @@ def _documentation(model: ModelFile, name: str | None) -> str:
                 f"{_count(r.get('val_images'))} validation image(s), {r.get('steps', '?')} "
                 f"steps, {r.get('seconds', '?')} s on {r.get('device', '?')}"
             )
+    lines += ["", "# Use", ""]
+    if model.preprocessing.invert == "auto":
+        kind = "bright" if inverted else "dark"
+        lines += [
+            "In napari-unet this model inverts the intensities of images with a bright "
+            f"background (median above {BRIGHT_BACKGROUND} after percentile scaling, e.g. H&E, "
+            "brightfield), image by image. The bioimage.io operations cannot decide per image: "
+            f"this package is written for {kind}-background images like its test input"
+            + (" (it inverts every image)" if inverted else " (it inverts none)")
+            + "; invert the others before giving them to it.",
+            "",
+        ]
     lines += [
-        "",
-        "# Use",
-        "",
         "Made by napari-unet (`napari-unet export MODEL OUT --format bioimageio`). In napari-unet "
         "the package is a model like any other (`napari-unet predict --model PACKAGE.zip`, "
         "Load... in napari); elsewhere any bioimage.io consumer runs it. The output is the "
@@ -305,7 +341,8 @@ def export_package(
     space = ["z", "y", "x"][-config.spatial_dims :]
     axes = ["batch", "channel", *space]
     minimum, step, halo = package_sizes(model)
-    pre = preprocessing_steps(model.preprocessing, space)
+    inverted = package_inverts(model, sample)
+    pre = preprocessing_steps(model.preprocessing, space, inverted)
     post = postprocessing_steps(config.out_channels)
 
     with tempfile.TemporaryDirectory(prefix="napari-unet-package-") as tmp_name:
@@ -321,7 +358,7 @@ def export_package(
 
         tifffile.imwrite(tmp / "sample_input.tif", x[0], photometric="minisblack")
         tifffile.imwrite(tmp / "sample_output.tif", y[0], photometric="minisblack")
-        (tmp / "README.md").write_text(_documentation(model, name))
+        (tmp / "README.md").write_text(_documentation(model, name, inverted))
         (tmp / "weights_state_dict.pt").write_bytes(_state_dict_bytes(model))
         export_network(model, tmp / "weights_torchscript.pt", "torchscript", probabilities=False)
         export_network(model, tmp / "weights.onnx", "onnx", probabilities=False)
