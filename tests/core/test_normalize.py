@@ -133,3 +133,13 @@ def test_invert_settings_are_checked_and_old_files_read_as_not_inverted():
     del old["invert"]
     assert Preprocessing.from_dict(old).invert == "no"
     assert Preprocessing.from_dict(Preprocessing(invert="auto").to_dict()).invert == "auto"
+
+
+def test_auto_inversion_ignores_an_opaque_alpha_channel():
+    _, bright = _dark_and_bright_nuclei()
+    rgba = np.stack([bright, bright, bright, np.full_like(bright, 255)], axis=-1)
+    _, scale = intensity_stats(channels_first(rgba, 2), Preprocessing(invert="auto"))
+    assert (scale < 0).all()
+    flat = np.zeros((32, 32), np.uint8)
+    _, scale = intensity_stats(channels_first(flat, 2), Preprocessing(invert="auto"))
+    assert (scale > 0).all()  # nothing to judge: left as it is

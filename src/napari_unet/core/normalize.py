@@ -236,20 +236,26 @@ def intensity_stats(
         hi = np.full(channels, hi_v, np.float32)
     scale = hi - lo
     # A flat channel (e.g. an empty one) would divide by zero; leave it unscaled instead.
-    scale[scale <= 1e-12] = 1.0
-    if _inverted(sample, lo, scale, preprocessing.invert):
+    flat = scale <= 1e-12
+    scale[flat] = 1.0
+    if _inverted(sample, lo, scale, ~flat, preprocessing.invert):
         # (x - hi) / (lo - hi) = 1 - (x - lo) / (hi - lo): the same map, upside down.
         return (lo + scale).astype(np.float32), (-scale).astype(np.float32)
     return lo, scale.astype(np.float32)
 
 
-def _inverted(sample: np.ndarray, lo: np.ndarray, scale: np.ndarray, invert: str) -> bool:
-    """Whether to invert: always, never, or (auto) when the background is bright."""
+def _inverted(
+    sample: np.ndarray, lo: np.ndarray, scale: np.ndarray, contrast: np.ndarray, invert: str
+) -> bool:
+    """Whether to invert: always, never, or (auto) when the background is bright, judged on
+    the channels with ``contrast`` (a flat one, like an opaque alpha, says nothing)."""
     if invert != "auto":
         return invert == "yes"
-    shape = (-1,) + (1,) * (sample.ndim - 1)
-    normalised = (sample.astype(np.float32) - lo.reshape(shape)) / scale.reshape(shape)
-    return float(np.median(normalised.mean(axis=0))) > BRIGHT_BACKGROUND
+    if not contrast.any():
+        return False
+    # The median commutes with the (increasing) normalisation: no normalised copy of the image.
+    medians = np.array([np.median(sample[c]) for c in np.flatnonzero(contrast)])
+    return float(np.mean((medians - lo[contrast]) / scale[contrast])) > BRIGHT_BACKGROUND
 
 
 def apply_stats(block: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
