@@ -17,8 +17,9 @@ from .errors import UserInputError
 CHANNEL_MODES = ("as_is", "gray", "single")
 NORM_MODES = ("percentile", "fixed", "none")
 INVERT_MODES = ("no", "yes", "auto")
-# "auto" inverts images whose median normalised intensity is above this. On DSB2018 (533
-# images) fluorescence medians are 0.00-0.19 and H&E / brightfield ones 0.40-0.95.
+# "auto" inverts images whose median normalised intensity (the mean over channels) is above
+# this. On DSB2018 (533 images) it is 0.00-0.19 for fluorescence, 0.53-0.95 for H&E and
+# brightfield.
 BRIGHT_BACKGROUND = 0.3
 # Luminance weights (ITU-R BT.709), as skimage.color.rgb2gray uses.
 _LUMA = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
