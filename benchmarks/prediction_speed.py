@@ -52,6 +52,9 @@ NETS = {
     "base16": UNetConfig(depth=4, base_features=16),
     "base32": UNetConfig(depth=4, base_features=32),
     "3d": UNetConfig(spatial_dims=3, depth=3, base_features=16),
+    # The issue-14 architectures, beside base16: the paper's valid geometry, MobileNetV2 encoder.
+    "valid16": UNetConfig(depth=4, base_features=16, padding="valid"),
+    "mobilenet16": UNetConfig(depth=5, base_features=16, encoder="mobilenet_v2"),
 }
 METHODS = ("whole", "ours exact", "ours", "MONAI", "MONAI bf16")
 
