@@ -126,17 +126,13 @@ def preprocessing_steps(
     return steps
 
 
-def package_inverts(model: ModelFile, sample: np.ndarray | None) -> bool:
+def package_inverts(model: ModelFile, sample: np.ndarray) -> bool:
     """Whether the package turns intensities upside down. With ``invert="auto"`` napari-unet
     decides per image (bright background or not); the spec's operations cannot, so the package
-    is written for images like its test sample, and its documentation says so."""
+    is written for images like its test ``sample`` (raw), and its documentation says so."""
     prep = model.preprocessing
     if prep.invert != "auto":
         return prep.invert == "yes"
-    if sample is None:
-        from .io import read_image
-
-        sample = read_image(_SAMPLE)
     view = channels_first(np.asarray(sample), model.config.spatial_dims)
     _, scale = intensity_stats(view, prep)
     return bool(scale[0] < 0)
@@ -154,19 +150,25 @@ def postprocessing_steps(out_channels: int) -> list[dict[str, Any]]:
     return [{"id": "softmax", "kwargs": {"axis": "channel"}}]
 
 
+def package_sample(model: ModelFile, sample: np.ndarray | None) -> np.ndarray:
+    """``sample``, or the bundled nuclei image for a 2D model given none."""
+    if sample is not None:
+        return sample
+    if model.config.spatial_dims == 3:
+        raise UserInputError(
+            "a 3D model's package needs a test volume: pass --sample with one of your images"
+        )
+    from .io import read_image
+
+    return read_image(_SAMPLE)
+
+
 def test_input(model: ModelFile, sample: np.ndarray | None) -> np.ndarray:
     """A (1, C, *spatial) float32 tensor of valid size cut from ``sample`` (raw intensities,
     with the channels the package's input takes), or from the bundled nuclei image for 2D
     models given no sample."""
     config = model.config
-    if sample is None:
-        if config.spatial_dims == 3:
-            raise UserInputError(
-                "a 3D model's package needs a test volume: pass --sample with one of your images"
-            )
-        from .io import read_image
-
-        sample = read_image(_SAMPLE)
+    sample = package_sample(model, sample)
     view = np.asarray(channels_first(np.asarray(sample), config.spatial_dims))
     if view.dtype.kind not in "iuf":
         view = view.astype(np.float32)
@@ -341,6 +343,7 @@ def export_package(
     space = ["z", "y", "x"][-config.spatial_dims :]
     axes = ["batch", "channel", *space]
     minimum, step, halo = package_sizes(model)
+    sample = package_sample(model, sample)  # read once, for the inversion and the test input
     inverted = package_inverts(model, sample)
     pre = preprocessing_steps(model.preprocessing, space, inverted)
     post = postprocessing_steps(config.out_channels)

@@ -172,16 +172,6 @@ def default_tile_size(
     return best[1]
 
 
-def _padded_index(window: slice, n: int, mode: str) -> slice | np.ndarray:
-    """Index into a real axis of length ``n`` for a window of the end-padded axis."""
-    if window.stop <= n:
-        return window
-    idx = np.arange(window.start, window.stop)
-    beyond = idx >= n
-    idx[beyond] = 2 * (n - 1) - idx[beyond] if mode == "reflect" else n - 1
-    return idx
-
-
 def _mirrored_index(start: int, size: int, n: int, mode: str) -> slice | np.ndarray:
     """Index into a real axis of length ``n`` for ``size`` pixels from ``start`` (which may lie
     outside the axis): mirrored about the first and last pixel (``"reflect"``, as numpy's and
@@ -338,25 +328,16 @@ def predict_tiled(
     with torch.inference_mode():
         while first < len(tiles):
             batch = tiles[first : first + batch_size]
-            if margin:
-                blocks = [
-                    source.read(
-                        tuple(
-                            _mirrored_index(w.start - margin, size, n, mode)
-                            for w, size, n in zip(t.window, net_input, shape, strict=True)
-                        )
+            # Each window with its margin (0 but for "valid" networks), mirrored at the border.
+            blocks = [
+                source.read(
+                    tuple(
+                        _mirrored_index(w.start - margin, size, n, mode)
+                        for w, size, n in zip(t.window, net_input, shape, strict=True)
                     )
-                    for t in batch
-                ]
-            else:
-                blocks = [
-                    source.read(
-                        tuple(
-                            _padded_index(w, n, mode) for w, n in zip(t.window, shape, strict=True)
-                        )
-                    )
-                    for t in batch
-                ]
+                )
+                for t in batch
+            ]
             x = torch.from_numpy(np.stack(blocks)).to(device).contiguous(memory_format=layout)
             try:
                 with reuse(), autocast(device, precision):
