@@ -126,7 +126,7 @@ def test_train_predict_evaluate_info_end_to_end(dataset, model, capsys):
     assert (dataset / "report.csv").read_text().startswith("image,class,dice")
 
 
-def test_resume_and_fine_tune_from_the_command_line(dataset, model):
+def test_resume_and_fine_tune_from_the_command_line(dataset, model, capsys):
     args = ["--images", str(dataset / "train/images"), "--labels", str(dataset / "train/labels")]
     assert main(["train", *args, "--resume", str(model), "--out", str(model), "--epochs", "3"]) == 0
     from napari_unet.core import load_model
@@ -151,6 +151,9 @@ def test_resume_and_fine_tune_from_the_command_line(dataset, model):
         == 0
     )
     assert len(load_model(tuned).history["runs"]) == 2
+    # The fine-tune scored the model it started from before its first step.
+    printed = capsys.readouterr()
+    assert "starting model: val Dice " in printed.out + printed.err
 
 
 def test_fine_tuning_can_change_how_a_model_reads_intensities(dataset, model, capsys):

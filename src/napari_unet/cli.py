@@ -458,10 +458,17 @@ def _train(args: argparse.Namespace, world) -> int:
         disable=None,  # no bar when stderr is not a terminal; epoch lines still print
     )
     generator = trainer.train()
-    interrupted = False
+    interrupted = started = False
     diverged = lost = None
     try:
         for progress in generator:
+            if not started:  # a fine-tune scored its starting weights before step 1
+                started = True
+                start = trainer.state.history[0] if trainer.state.history else None
+                if trainer.fine_tuning and start is not None and start["step"] == 0:
+                    bar.write(
+                        f"starting model: val {trainer.score_name} {_fmt(start['val_score'])}"
+                    )
             bar.update(1)
             postfix = {"loss": f"{progress.train_loss:.4f}"}
             if progress.best_score is not None and trainer.val_pairs:
@@ -495,12 +502,14 @@ def _train(args: argparse.Namespace, world) -> int:
     best = trainer.state.best_score
     print(
         f"{'stopped' if interrupted else 'done'} after {trainer.state.step} steps, {trainer.state.seconds:.0f} s; "
-        f"best validation {trainer.score_name} {_fmt(best) if trainer.val_pairs else '- (no validation data)'}; model saved to {out}",
+        f"best validation {trainer.score_name} {_fmt(best) if trainer.val_pairs else '- (no validation data)'}"
+        f"{'; ' + KEPT_START if trainer.kept_start else ''}; model saved to {out}",
         file=sys.stderr,
     )
     return EXIT_INTERRUPTED if interrupted else 0
 
 
+KEPT_START = "no epoch beat the starting model on the validation data, so its weights are kept"
 _PLANNED = ("depth", "base_features", "patch_size", "batch_size")
 
 

@@ -16,11 +16,13 @@ MODELS = {
     "2d-3class": UNetConfig(depth=2, base_features=4, out_channels=3),
     "2d-sigmoid-rgb": UNetConfig(depth=3, base_features=4, in_channels=3, out_channels=1),
     "3d": UNetConfig(spatial_dims=3, depth=2, base_features=2),
+    "2d-mobilenet": UNetConfig(encoder="mobilenet_v2", depth=5, base_features=4, out_channels=3),
 }
 IMAGES = {
     "2d-3class": disks_image(shape=(96, 64))[0],
     "2d-sigmoid-rgb": np.stack([disks_image(shape=(64, 80), seed=s)[0] for s in range(3)], -1),
     "3d": np.random.default_rng(0).integers(0, 999, (16, 32, 24)).astype(np.uint16),
+    "2d-mobilenet": disks_image(shape=(96, 64))[0],
 }
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 
 import numpy as np
@@ -489,3 +490,35 @@ def test_a_valid_unet_learns_from_tile_centres_and_segments_to_the_borders(disks
     prediction = Segmenter(trainer.model_file(), device="cpu").predict(image)
     assert prediction.labels.shape == image.shape
     assert _dice(prediction.labels, labels) > 0.9
+
+
+def test_a_fine_tune_never_hands_back_weights_worse_than_its_start(disks):
+    image, labels = disks
+    right = [_pair(image, labels)]
+    wrong = [_pair(image, (labels == 0).astype(np.uint8))]  # objects and background swapped
+    cfg = TrainConfig(
+        epochs=3, steps_per_epoch=10, batch_size=4, patch_size=64, val_fraction=0,
+        learning_rate=1e-2,
+    )  # fmt: skip
+    first = Trainer(right, TINY, dataclasses.replace(cfg, epochs=6))
+    list(first.train())
+    good = first.model_file()
+
+    # Fine-tuned on swapped labels, every epoch scores worse on the right ones than the start.
+    spoiled = Trainer(wrong, good, cfg, val_pairs=right)
+    list(spoiled.train())
+    start = spoiled.state.history[0]
+    assert start["step"] == 0 and start["improved"] and start["val_score"] > 0.7
+    assert all(h["val_score"] < start["val_score"] for h in spoiled.state.history[1:])
+    assert spoiled.kept_start
+    kept = spoiled.model_file()
+    for name, value in good.weights.items():
+        assert torch.equal(kept.weights[name].float(), value.float()), name
+
+    # Fine-tuned on the right labels from a barely trained start, the run's own epochs win.
+    barely = Trainer(right, TINY, dataclasses.replace(cfg, epochs=1, steps_per_epoch=1))
+    list(barely.train())
+    improved = Trainer(right, barely.model_file(), cfg, val_pairs=right)
+    list(improved.train())
+    assert not improved.kept_start
+    assert improved.state.best_score > improved.state.history[0]["val_score"]

@@ -619,6 +619,11 @@ class TrainPanel(QWidget):
             done = f"trained {self.trainer.state.step} steps"
             if best is not None and self.trainer.val_pairs:
                 done += f", best validation {self.trainer.score_name} {best:.3f}"
+            if self.trainer.kept_start:
+                done += (
+                    "; no epoch beat the starting model on the validation data, so its "
+                    "weights are kept"
+                )
             if not failed:  # a failure's message (e.g. divergence) stays on screen
                 self.last_message = done + "; the model is selected in Segment"
                 self.status.setText(self.last_message)

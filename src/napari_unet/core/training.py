@@ -153,7 +153,7 @@ class _State:
     seconds: float = 0.0
     best_score: float | None = None
     best_val_loss: float | None = None  # breaks ties between equal scores
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Trainer:
@@ -196,6 +196,9 @@ class Trainer:
         self.world = world
         self._ddp: torch.nn.Module | None = None
         self.resumed = resume
+        # A fine-tune (a model file, not resumed) scores its starting weights first, so that
+        # it ends with weights at least as good on the validation data as those it began with.
+        self.fine_tuning = isinstance(model, ModelFile) and not resume
         resume_state = None
         if isinstance(model, ModelFile):
             self.net_config = model.config
@@ -415,6 +418,8 @@ class Trainer:
             data_seconds += time.perf_counter() - started_batch
             return batch
 
+        if self.fine_tuning and state.step == 0 and not state.history:
+            self._score_start()
         batch = None
         elapsed = 0.0  # this run's training time, the same on every process
         while state.step < self.total_steps:
@@ -460,6 +465,40 @@ class Trainer:
             yield progress
             if out_of_time:
                 return
+
+    def _score_start(self) -> None:
+        """Validate the weights a fine-tune starts from; they stay the best until an epoch
+        beats them (a user's retraining never hands back a model worse on the held-out
+        labels than the one they started from)."""
+        if not (self.val_pairs and self.world.is_main):
+            return
+        val_loss, val_score = self.validate()
+        if math.isnan(val_score):
+            return
+        self.state.best_score, self.state.best_val_loss = val_score, val_loss
+        self.state.history.append(
+            {
+                "epoch": 0,
+                "step": 0,
+                "train_loss": None,
+                "val_loss": val_loss,
+                "val_score": val_score,
+                "seconds": 0.0,
+                "improved": True,
+            }
+        )
+
+    @property
+    def kept_start(self) -> bool:
+        """Whether no epoch of this fine-tune beat the weights it started from, which are the
+        ones kept."""
+        history = self.state.history
+        return (
+            self.fine_tuning
+            and bool(history)
+            and history[0]["step"] == 0
+            and not any(h.get("improved") for h in history[1:])
+        )
 
     def _agree(self, loss: float, seconds: float) -> tuple[float, float]:
         """The step's loss averaged over the processes, and rank 0's clock. Each process's
