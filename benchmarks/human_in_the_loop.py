@@ -36,7 +36,7 @@ from napari_unet.core import (
     prepare_pair,
     save_model,
 )
-from napari_unet.core.instances import InstanceAccumulator, instances_from_probabilities
+from napari_unet.core.instances import InstanceAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = {"kind": "instances", "boundary_width": 2}
@@ -100,11 +100,14 @@ def explain(paths: list[Path], val: list[tuple[np.ndarray, np.ndarray]]) -> None
         acc = InstanceAccumulator((0.5,))
         found = truths = merged = 0
         for image, truth in val:
-            prediction = segmenter.predict(image, output="probabilities")
+            # The objects score() counts, and the probabilities they came from.
+            prediction = segmenter.predict(
+                image, output="instances", min_size=10, keep_probabilities=True
+            )
             winner = prediction.probabilities.argmax(0)
             counts["background"] += np.bincount(winner[truth == 0], minlength=3)
             counts["nuclei"] += np.bincount(winner[truth > 0], minlength=3)
-            labels = instances_from_probabilities(prediction.probabilities, min_size=10)
+            labels = prediction.labels
             acc.add(labels, truth)
             found += int(labels.max())
             truths += len(np.unique(truth[truth > 0]))
@@ -214,11 +217,7 @@ def print_summary(rows: list[dict]) -> None:
     print(
         f"\n{'variant':<8} {'round':>5} {'steps':>6} {'train s':>8} {'F1 mean':>8} {'min':>6} {'max':>6}"
     )
-    keys = sorted(
-        {(r["variant"], r["round"]) for r in rows},
-        key=lambda k: (rows.index(next(r for r in rows if r["variant"] == k[0])), k[1]),
-    )
-    for variant, k in keys:
+    for variant, k in dict.fromkeys((r["variant"], r["round"]) for r in rows):
         same = [r for r in rows if r["variant"] == variant and r["round"] == k]
         f1 = [r["f1_iou_0.5"] for r in same]
         print(

@@ -294,6 +294,7 @@ def _train(args: argparse.Namespace, world) -> int:
         save_model,
     )
     from .core.devices import describe_device
+    from .core.training import KEPT_START
 
     out = Path(args.out)
     if (
@@ -464,10 +465,9 @@ def _train(args: argparse.Namespace, world) -> int:
         for progress in generator:
             if not started:  # a fine-tune scored its starting weights before step 1
                 started = True
-                start = trainer.state.history[0] if trainer.state.history else None
-                if trainer.fine_tuning and start is not None and start["step"] == 0:
+                if trainer.start_score is not None:
                     bar.write(
-                        f"starting model: val {trainer.score_name} {_fmt(start['val_score'])}"
+                        f"starting model: val {trainer.score_name} {_fmt(trainer.start_score)}"
                     )
             bar.update(1)
             postfix = {"loss": f"{progress.train_loss:.4f}"}
@@ -509,7 +509,6 @@ def _train(args: argparse.Namespace, world) -> int:
     return EXIT_INTERRUPTED if interrupted else 0
 
 
-KEPT_START = "no epoch beat the starting model on the validation data, so its weights are kept"
 _PLANNED = ("depth", "base_features", "patch_size", "batch_size")
 
 

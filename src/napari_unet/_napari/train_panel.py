@@ -49,6 +49,7 @@ from ..core.defaults import training_defaults
 from ..core.normalize import model_channels
 from ..core.planner import describe_plan, plan_for_budget
 from ..core.tiling import probabilities_to_labels
+from ..core.training import KEPT_START
 from .common import LayerCombo, device_combo, notify_error
 from .layers import guess_channel_axis, layer_array, shown_block, spatial_transform
 from .loss_plot import LossPlot
@@ -620,10 +621,7 @@ class TrainPanel(QWidget):
             if best is not None and self.trainer.val_pairs:
                 done += f", best validation {self.trainer.score_name} {best:.3f}"
             if self.trainer.kept_start:
-                done += (
-                    "; no epoch beat the starting model on the validation data, so its "
-                    "weights are kept"
-                )
+                done += "; " + KEPT_START
             if not failed:  # a failure's message (e.g. divergence) stays on screen
                 self.last_message = done + "; the model is selected in Segment"
                 self.status.setText(self.last_message)

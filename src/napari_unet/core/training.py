@@ -46,6 +46,7 @@ from .normalize import PreparedSource, Preprocessing
 from .tiling import predict_tiled, probabilities_to_labels
 
 LR_SCHEDULES = ("constant", "cosine")
+KEPT_START = "no epoch beat the starting model on the validation data, so its weights are kept"
 
 
 @dataclass(frozen=True)
@@ -489,15 +490,20 @@ class Trainer:
         )
 
     @property
+    def start_score(self) -> float | None:
+        """The validation score of the weights this fine-tune started from; None when they
+        were not scored (a new model, a resumed run, no validation data)."""
+        history = self.state.history
+        if self.fine_tuning and history and history[0]["step"] == 0:
+            return history[0]["val_score"]
+        return None
+
+    @property
     def kept_start(self) -> bool:
         """Whether no epoch of this fine-tune beat the weights it started from, which are the
-        ones kept."""
-        history = self.state.history
-        return (
-            self.fine_tuning
-            and bool(history)
-            and history[0]["step"] == 0
-            and not any(h.get("improved") for h in history[1:])
+        ones kept (:data:`KEPT_START` says so in words)."""
+        return self.start_score is not None and not any(
+            h.get("improved") for h in self.state.history[1:]
         )
 
     def _agree(self, loss: float, seconds: float) -> tuple[float, float]:
