@@ -174,14 +174,19 @@ def run_variant(variant: str, train, val, args, seed: int = 0) -> list[dict]:
             epochs=10**6,
             max_minutes=args.seconds_per_round / 60,
             steps_per_epoch=args.steps_per_epoch,
-            batch_size=4,
-            patch_size=128,
+            batch_size=args.batch_size,
+            patch_size=args.patch_size,
             val_fraction=args.val_fraction,
             learning_rate=args.first_lr if model is None else args.lr,
             lr_schedule=args.first_schedule if model is None else args.schedule,
             seed=1000 * seed + k,
+            loss=args.loss,
         )
-        base = model if model is not None else UNetConfig(depth=3, base_features=16, out_channels=3)
+        base = (
+            model
+            if model is not None
+            else UNetConfig(depth=args.depth, base_features=args.base_features, out_channels=3)
+        )
         trainer = Trainer(pairs, base, config, preprocessing=PREPROCESSING, task=TASK)
         started = time.perf_counter()
         steps = sum(1 for _ in trainer.train())
@@ -265,6 +270,11 @@ def main() -> None:
     parser.add_argument(
         "--seeds", type=int, default=3, help="repeats (initialisation, sampling, strokes)"
     )
+    parser.add_argument("--depth", type=int, default=3)
+    parser.add_argument("--base-features", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--patch-size", type=int, default=128)
+    parser.add_argument("--loss", default="ce+dice", help="ce, dice or ce+dice")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--save", type=Path, help="a folder to save every round's model in")
     parser.add_argument(

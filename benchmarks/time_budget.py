@@ -9,7 +9,8 @@ scored on the 58 fluorescence validation images (pooled foreground Dice of the s
 labels). DRIVE: images 21-23 (colour, 2 classes), scored on the other 17 inside the field of
 view (pooled vessel F1 = Dice). Each setting is given as extra `train` options; the empty one
 is the defaults. Precision is forced (`NAPARI_UNET_PRECISION`) so the figures hold on CPUs
-without AMX.
+without AMX. ``--seeds N`` repeats each setting with train's ``--seed`` 0..N-1 (initialisation,
+patches, augmentation) and gives the mean score with the lowest and highest.
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--precision", default="float32")
     parser.add_argument("--only", nargs="*", help="names of settings to run")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="repeats of each setting (train's --seed 0, 1, ...)"
+    )
     args = parser.parse_args()
     data = args.data or SHARED / ("dsb2018" if args.dataset == "dsb2018" else "drive/training")
     if not data.is_dir():
@@ -143,29 +147,42 @@ def main() -> None:
         for name, options in dataset.settings.items():
             if args.only and name not in args.only:
                 continue
-            out = tmp / f"{len(rows)}.pt"
-            command = [sys.executable, "-m", "napari_unet", "train",
-                       "--images", str(tmp / "train/images"), "--labels",
-                       str(tmp / "train/labels"), *dataset.train_options, "--minutes",
-                       str(args.minutes), "--out", str(out), *options]  # fmt: skip
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:
-                sys.exit(f"{name} failed:\n{done.stderr[-2000:]}")
-            said = [line for line in done.stderr.splitlines() if line.strip()][:3]
-            model = load_model(out)
-            run = model.history["runs"][-1]
-            trained = (
-                f"{model.config.encoder} d{model.config.depth} b{model.config.base_features} "
-                f"p{run['config']['patch_size']}x{run['config']['batch_size']}"
-            )
-            rows.append((name, run["steps"], dataset.score(out), said, trained))
-            print(f"{name}: {rows[-1][1]} steps, {rows[-1][2]:.3f}", file=sys.stderr, flush=True)
+            for seed in range(args.seeds):
+                out = tmp / f"{len(rows)}.pt"
+                command = [sys.executable, "-m", "napari_unet", "train",
+                           "--images", str(tmp / "train/images"), "--labels",
+                           str(tmp / "train/labels"), *dataset.train_options, "--minutes",
+                           str(args.minutes), "--seed", str(seed), "--out", str(out),
+                           *options]  # fmt: skip
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode != 0:
+                    sys.exit(f"{name} failed:\n{done.stderr[-2000:]}")
+                said = [line for line in done.stderr.splitlines() if line.strip()][:3]
+                model = load_model(out)
+                run = model.history["runs"][-1]
+                trained = (
+                    f"{model.config.encoder} d{model.config.depth} "
+                    f"b{model.config.base_features} "
+                    f"p{run['config']['patch_size']}x{run['config']['batch_size']}"
+                )
+                rows.append((name, seed, run["steps"], dataset.score(out), said, trained))
+                print(
+                    f"{name} seed {seed}: {run['steps']} steps, {rows[-1][3]:.3f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     print(f"{dataset.what}; 3 training images, {args.minutes:g} minutes, {args.precision}")
-    print(f"{'setting':42s} {'trained':28s} {'steps':>6s} {'score':>6s}")
-    for name, steps, score, _, trained in rows:
-        print(f"{name:42s} {trained:28s} {steps:6d} {score:6.3f}")
-    for name, _, _, said, _ in rows:
-        print(f"  {name}: " + " | ".join(said))
+    print(f"{'setting':42s} {'trained':28s} {'steps':>6s} {'score':>6s} {'min':>6s} {'max':>6s}")
+    for name in dict.fromkeys(row[0] for row in rows):
+        same = [row for row in rows if row[0] == name]
+        scores = [row[3] for row in same]
+        steps = round(float(np.mean([row[2] for row in same])))
+        print(
+            f"{name:42s} {same[0][5]:28s} {steps:6d} {np.mean(scores):6.3f} "
+            f"{min(scores):6.3f} {max(scores):6.3f}"
+        )
+    for name, seed, _, _, said, _ in rows:
+        print(f"  {name} (seed {seed}): " + " | ".join(said))
 
 
 if __name__ == "__main__":

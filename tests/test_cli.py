@@ -193,6 +193,19 @@ def test_predict_never_overwrites_without_asking(dataset, model, capsys):
     assert main([*argv, "--overwrite"]) == 0
 
 
+def test_predict_warns_when_forced_bfloat16_is_emulated(dataset, model, capsys, monkeypatch):
+    from napari_unet.core import devices
+
+    monkeypatch.setattr(devices, "cpu_has_fast_bfloat16", lambda: False)
+    monkeypatch.setenv(devices.PRECISION_ENV, "bfloat16")
+    image = str(dataset / "val/images/img3.tif")
+    assert main(["predict", "--model", str(model), image, "--out", str(dataset / "bf16")]) == 0
+    assert "bfloat16 is emulated on this CPU" in capsys.readouterr().err
+    monkeypatch.setenv(devices.PRECISION_ENV, "float32")
+    assert main(["predict", "--model", str(model), image, "--out", str(dataset / "f32")]) == 0
+    assert "emulated" not in capsys.readouterr().err
+
+
 def test_predict_reads_zarr_arrays_like_tiffs(dataset, model, tmp_path):
     zarr = pytest.importorskip("zarr")
     image = tifffile.imread(dataset / "val/images/img3.tif")

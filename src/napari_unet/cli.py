@@ -293,7 +293,7 @@ def _train(args: argparse.Namespace, world) -> int:
         load_model,
         save_model,
     )
-    from .core.devices import describe_device
+    from .core.devices import describe_device, slow_precision_note
     from .core.training import KEPT_START
 
     out = Path(args.out)
@@ -443,6 +443,8 @@ def _train(args: argparse.Namespace, world) -> int:
         f"{trainer.steps_per_epoch} steps per epoch",
         file=sys.stderr,
     )
+    if note := slow_precision_note(trainer.device, trainer.config.precision):
+        print(note, file=sys.stderr)
 
     def save() -> None:
         model = trainer.model_file()
@@ -661,6 +663,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _run_predict(args: argparse.Namespace) -> int:
     from .core import Segmenter, StackProgress, UserInputError, io
     from .core.batch import plan_jobs, predict_file
+    from .core.devices import slow_precision_note
 
     files = io.list_images(args.inputs)
     out_dir = Path(args.out)
@@ -687,6 +690,8 @@ def _run_predict(args: argparse.Namespace) -> int:
         f"output {output}{'' if args.output else ' (suits the model; --output to change)'}",
         file=sys.stderr,
     )
+    if note := slow_precision_note(segmenter.device, segmenter.precision):
+        print(note, file=sys.stderr)
     options = _predict_options(args, output, jobs)
     for job in jobs:
         with _file_bar(job.path.name) as bar:

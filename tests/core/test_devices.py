@@ -13,6 +13,7 @@ from napari_unet.core.devices import (
     cpu_has_fast_bfloat16,
     memory_format,
     resolve_device,
+    slow_precision_note,
 )
 from napari_unet.core.errors import UserInputError
 
@@ -37,6 +38,23 @@ def test_environment_variable_says_what_auto_means(monkeypatch):
     monkeypatch.setenv(PRECISION_ENV, "fp8")
     with pytest.raises(UserInputError, match=f"{PRECISION_ENV}='fp8' is not a precision"):
         autocast_dtype(cpu, "auto")
+
+
+def test_forced_bfloat16_on_a_cpu_without_amx_is_called_slow(monkeypatch):
+    from napari_unet.core import devices
+
+    monkeypatch.delenv(PRECISION_ENV, raising=False)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(devices, "cpu_has_fast_bfloat16", lambda: False)
+    note = slow_precision_note(cpu, "bfloat16")
+    assert note is not None and "bfloat16 is emulated" in note and PRECISION_ENV in note
+    assert slow_precision_note(cpu, "float32") is None
+    assert slow_precision_note(cpu, "auto") is None  # auto is float32 there
+    monkeypatch.setenv(PRECISION_ENV, "float16")  # the variable forces it too
+    assert "float16 is emulated" in slow_precision_note(cpu, "auto")
+    monkeypatch.setattr(devices, "cpu_has_fast_bfloat16", lambda: True)
+    monkeypatch.setenv(PRECISION_ENV, "bfloat16")
+    assert slow_precision_note(cpu, "auto") is None  # AMX runs it natively
 
 
 def test_channels_last_for_2d_only():
