@@ -441,6 +441,10 @@ def test_divergence_stops_with_a_clear_error_and_keeps_finite_weights(tmp_path, 
     config = TrainConfig.from_dict({**saved.training_state["train_config"], "learning_rate": 1e-3})
     resumed = Trainer([_pair(image, labels)], saved, config, resume=True)
     assert all(np.isfinite(p.train_loss) for p in resumed.train())
+    # Resumed with the same huge rate it diverges again, and says what it kept.
+    again = Trainer([_pair(image, labels)], saved, None, resume=True)
+    with pytest.raises(TrainingDiverged, match="Kept the weights it resumed from"):
+        list(again.train())
 
 
 def test_a_model_file_never_holds_nan_weights(tmp_path, disks):

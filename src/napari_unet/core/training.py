@@ -561,7 +561,10 @@ class Trainer:
         self.optimizer.state.clear()  # Adam's moments hold the NaNs too
         rate = self.config.learning_rate
         best = self._best_step()
-        kept = f"the best weights before it (step {best})" if best else "the starting weights"
+        if best:
+            kept = f"the best weights before it (step {best})"
+        else:
+            kept = "the weights it resumed from" if self.resumed else "the starting weights"
         raise TrainingDiverged(
             f"training diverged: {what}. Kept {kept}; train again with a lower learning rate "
             f"(now {rate:g}, try {rate / 10:g}), and check the images for extreme values"
