@@ -7,8 +7,9 @@ training image is predicted with the current model (nothing at round 1) and "cor
 - dense: the prediction is replaced by the ground truth (a complete correction);
 - sparse: a few strokes only where the prediction is wrong (missed nuclei get a stroke of
   object, false detections a stroke of background), as a hurried user would paint.
-The model is then fine-tuned on all corrected images so far for a fixed time budget and scored
-(F1 at IoU 0.5) on validation images; each curve is repeated for ``--seeds`` seeds and the
+The model (a new one gets the CPU defaults of the widget and the CLI: depth 4, base 16, 8
+patches of 128 px a step) is then fine-tuned on all corrected images so far for a fixed time
+budget and scored (F1 at IoU 0.5) on validation images; each curve is repeated for ``--seeds`` seeds and the
 table gives their mean, lowest and highest. Targets: 5 corrected images and 2 minutes of CPU
 training reach F1@0.5 of 0.75 with dense corrections (issue 4); dense >= 0.85 by round 3 and
 sparse >= 0.75 by round 5 (issue 14). ``--save DIR`` keeps every round's model and
@@ -36,6 +37,7 @@ from napari_unet.core import (
     prepare_pair,
     save_model,
 )
+from napari_unet.core.defaults import training_defaults
 from napari_unet.core.instances import InstanceAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,10 +272,12 @@ def main() -> None:
     parser.add_argument(
         "--seeds", type=int, default=3, help="repeats (initialisation, sampling, strokes)"
     )
-    parser.add_argument("--depth", type=int, default=3)
-    parser.add_argument("--base-features", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--patch-size", type=int, default=128)
+    # A new model gets what the widget and the CLI give one on a CPU (core/defaults.py).
+    cpu = training_defaults(2, "cpu")
+    parser.add_argument("--depth", type=int, default=cpu.depth)
+    parser.add_argument("--base-features", type=int, default=cpu.base_features)
+    parser.add_argument("--batch-size", type=int, default=cpu.batch_size)
+    parser.add_argument("--patch-size", type=int, default=cpu.patch_size)
     parser.add_argument("--loss", default="ce+dice", help="ce, dice or ce+dice")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--save", type=Path, help="a folder to save every round's model in")

@@ -139,6 +139,9 @@ def main() -> None:
     os.environ["NAPARI_UNET_PRECISION"] = args.precision
     dataset = (_dsb2018 if args.dataset == "dsb2018" else _drive)(data)
     from napari_unet.core import load_model
+    from napari_unet.core.defaults import training_defaults
+
+    defaults = training_defaults(2, "cpu")
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,10 +163,12 @@ def main() -> None:
                 said = [line for line in done.stderr.splitlines() if line.strip()][:3]
                 model = load_model(out)
                 run = model.history["runs"][-1]
+                # A run with the defaults stores None for them: say what they were.
+                patch = run["config"]["patch_size"] or defaults.patch_size
+                batch = run["config"]["batch_size"] or defaults.batch_size
                 trained = (
                     f"{model.config.encoder} d{model.config.depth} "
-                    f"b{model.config.base_features} "
-                    f"p{run['config']['patch_size']}x{run['config']['batch_size']}"
+                    f"b{model.config.base_features} p{patch}x{batch}"
                 )
                 rows.append((name, seed, run["steps"], dataset.score(out), said, trained))
                 print(

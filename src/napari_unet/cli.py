@@ -469,7 +469,8 @@ def _train(args: argparse.Namespace, world) -> int:
                 started = True
                 if trainer.start_score is not None:
                     bar.write(
-                        f"starting model: val {trainer.score_name} {_fmt(trainer.start_score)}"
+                        f"starting model: val {trainer.score_name} {_fmt(trainer.start_score)}",
+                        file=sys.stderr,
                     )
             bar.update(1)
             postfix = {"loss": f"{progress.train_loss:.4f}"}
@@ -480,7 +481,8 @@ def _train(args: argparse.Namespace, world) -> int:
                 save()
                 bar.write(
                     f"epoch {progress.epoch}: loss {progress.train_loss:.4f}, val loss {_fmt(progress.val_loss)}, "
-                    f"val {trainer.score_name} {_fmt(progress.val_score)}{'  (best, saved)' if progress.improved else ''}"
+                    f"val {trainer.score_name} {_fmt(progress.val_score)}{'  (best, saved)' if progress.improved else ''}",
+                    file=sys.stderr,  # progress goes to stderr; stdout stays for results
                 )
     except KeyboardInterrupt:
         interrupted = True
