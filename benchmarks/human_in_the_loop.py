@@ -9,8 +9,8 @@ training image is predicted with the current model (nothing at round 1) and "cor
   object, false detections a stroke of background), as a hurried user would paint.
 The model (a new one gets the CPU defaults of the widget and the CLI: depth 4, base 16, 8
 patches of 128 px a step) is then fine-tuned on all corrected images so far for a fixed time
-budget and scored (F1 at IoU 0.5) on validation images; each curve is repeated for ``--seeds`` seeds and the
-table gives their mean, lowest and highest. Targets: 5 corrected images and 2 minutes of CPU
+budget and scored (F1 at IoU 0.5) on validation images; each curve is repeated for
+``--seeds`` seeds and the table gives their mean, lowest and highest. Targets: 5 corrected images and 2 minutes of CPU
 training reach F1@0.5 of 0.75 with dense corrections (issue 4); dense >= 0.85 by round 3 and
 sparse >= 0.75 by round 5 (issue 14). ``--save DIR`` keeps every round's model and
 ``--explain MODEL...`` shows how saved models classify the validation pixels and objects.
