@@ -571,3 +571,28 @@ def test_the_papers_valid_unet_from_the_command_line(dataset, capsys, tmp_path):
     assert tifffile.imread(next(masks.iterdir())).shape == (96, 96)
     assert main(["export", str(out), str(tmp_path / "valid.onnx"), "--format", "onnx"]) != 0
     assert "cannot export a valid-padding" in _error_line(capsys)
+
+
+def test_strokes_correcting_predictions_fine_tune_from_the_command_line(dataset, model, capsys):
+    """predict, paint strokes on a few errors, train on the strokes with the rest accepted."""
+    train = dataset / "train"
+    predictions = dataset / "pred-train"
+    assert main(["predict", "--model", str(model), str(train / "images"), "--out", str(predictions)]) == 0  # fmt: skip
+    strokes_dir = dataset / "strokes"
+    strokes_dir.mkdir()
+    for seed in (0, 1, 2):
+        strokes = np.zeros((96, 96), np.uint8)
+        strokes[0, :8] = 1  # one background stroke: the rest of the prediction stands
+        tifffile.imwrite(strokes_dir / f"img{seed}.tif", strokes)
+    tuned = dataset / "corrected.pt"
+    args = ["train", "--images", str(train / "images"), "--labels", str(strokes_dir)]
+    short = ["--epochs", "1", "--steps-per-epoch", "2", "--out", str(tuned)]
+    assert main([*args, "--label-mode", "corrections", "--predictions", str(predictions), "--from", str(model), *short]) == 0  # fmt: skip
+    assert load_model(tuned).training_state["step"] == 2
+
+    capsys.readouterr()
+    assert main([*args, "--label-mode", "corrections", "--from", str(model), *short, "--overwrite"]) == 2  # fmt: skip
+    assert "--label-mode corrections needs --predictions FOLDER" in _error_line(capsys)
+    (predictions / "img2_labels.tif").unlink()
+    assert main([*args, "--label-mode", "corrections", "--predictions", str(predictions), "--from", str(model), *short, "--overwrite"]) == 2  # fmt: skip
+    assert "no prediction for img2.tif" in _error_line(capsys)

@@ -80,9 +80,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--label-mode",
-        choices=("dense", "scribbles"),
+        choices=("dense", "scribbles", "corrections"),
         default="dense",
-        help="dense: 0 = background; scribbles: 0 = unlabelled, 1 = background, 2.. = classes",
+        help="dense: 0 = background; scribbles: 0 = unlabelled, 1 = background, 2.. = classes; "
+        "corrections: strokes (as scribbles) correcting --predictions, whose rest is accepted",
+    )
+    p.add_argument(
+        "--predictions",
+        metavar="FOLDER",
+        help="with --label-mode corrections: the predictions the strokes correct "
+        "(<name>_labels.tif from predict, or <name>.*), matched to the images by name",
     )
     p.add_argument(
         "--classes",
@@ -243,14 +250,26 @@ def _load_pairs(
     preprocessing,
     in_channels,
 ):
-    from .core import io, prepare_pair
+    from .core import UserInputError, io, prepare_pair
 
+    predictions = {}
+    if args.label_mode == "corrections":
+        predictions = io.index_folder(args.predictions, args.pattern, "prediction", ("_labels",))
     pairs = []
     for pair in io.find_pairs(images, labels, args.pattern):
+        prediction = None
+        if args.label_mode == "corrections":
+            if pair.key not in predictions:
+                raise UserInputError(
+                    f"no prediction for {pair.image.name} in {args.predictions} (expected "
+                    f"{pair.key}_labels.tif or {pair.key}.*, as predict writes)"
+                )
+            prediction = io.read_labels(predictions[pair.key])
         pairs.append(
             prepare_pair(
                 io.read_image(pair.image),
                 io.read_labels(pair.labels),
+                prediction=prediction,
                 spatial_dims=spatial_dims,
                 preprocessing=preprocessing,
                 in_channels=in_channels,
@@ -305,6 +324,11 @@ def _train(args: argparse.Namespace, world) -> int:
         raise UserInputError(f"{out} already exists; pass --overwrite to replace it")
     if bool(args.val_images) != bool(args.val_labels):
         raise UserInputError("give both --val-images and --val-labels, or neither")
+    if (args.label_mode == "corrections") != bool(args.predictions):
+        raise UserInputError(
+            "--label-mode corrections needs --predictions FOLDER (the predictions the strokes "
+            "correct), and --predictions needs --label-mode corrections"
+        )
     base = load_model(args.from_model or args.resume) if (args.from_model or args.resume) else None
     if base is not None:
         _check_model_options(args, base)

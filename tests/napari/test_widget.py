@@ -180,6 +180,62 @@ def test_scribbles_train_from_nothing_with_live_preview(dock, qtbot):
     assert preview.data.shape == (96, 96)
 
 
+def test_strokes_on_a_prediction_fine_tune_with_the_rest_of_it_accepted(dock, qtbot):
+    from napari_unet._napari.train_panel import build_pairs
+    from napari_unet.core import Preprocessing
+    from napari_unet.core.corrections import correction_targets
+
+    viewer = dock.viewer
+    image, truth = disks_image(shape=(128, 128), n=12)
+    viewer.add_image(image, name="cells")
+    seg, train = dock.segment, dock.train
+    seg.image.select(viewer.layers["cells"])
+    seg.model.setCurrentText("nuclei")
+    _wait(qtbot, seg, seg.segment())
+    predicted = viewer.layers["cells U-Net"]
+    # The user deletes one object with a background stroke and marks a missed one.
+    strokes = np.zeros(truth.shape, np.uint8)
+    first = predicted.data == predicted.data.max()
+    ys, xs = np.nonzero(first)
+    strokes[ys[0], xs[0]] = 1
+    strokes[120, 2:10] = 2
+    viewer.add_labels(strokes, name="strokes")
+    row = train.rows[0]
+    row.image.select(viewer.layers["cells"])
+    row.labels.select(viewer.layers["strokes"])
+    assert not row.prediction.isVisibleTo(row)
+    row.kind.setCurrentText("strokes on a prediction")
+    assert row.prediction.isVisibleTo(row)
+    # The layer Segment wrote is offered (the test's viewer hands out proxies: compare by name).
+    assert row.prediction_layer().name == predicted.name
+
+    pairs = build_pairs(
+        [(viewer.layers["cells"], viewer.layers["strokes"], "corrections", predicted)],
+        2,
+        Preprocessing(),
+        None,
+        3,
+        {"kind": "instances", "boundary_width": 2},
+    )
+    expected = correction_targets(
+        predicted.data, strokes, task={"kind": "instances", "boundary_width": 2}
+    )
+    np.testing.assert_array_equal(pairs[0].targets, expected)
+    assert (pairs[0].targets[first] == 0).all()  # the stroked object is deleted
+
+    train.start_from.setCurrentText("nuclei")
+    train.epochs.setValue(2)
+    train.steps.setValue(3)
+    train.val_fraction.setValue(0)
+    _wait(qtbot, train, train.start())
+    assert train.history and dock.session.trained is not None
+
+    # The same layer as strokes and prediction is refused with a message.
+    row.prediction.select(viewer.layers["strokes"])
+    _wait(qtbot, train, train.start())
+    assert "both the strokes and the prediction" in train.last_message
+
+
 def test_stop_keeps_a_usable_model_and_resume_continues(dock, qtbot, tmp_path):
     viewer = dock.viewer
     image, truth = disks_image()

@@ -51,7 +51,13 @@ from ..core.planner import describe_plan, plan_for_budget
 from ..core.tiling import probabilities_to_labels
 from ..core.training import KEPT_START
 from .common import LayerCombo, device_combo, notify_error
-from .layers import guess_channel_axis, layer_array, shown_block, spatial_transform
+from .layers import (
+    METADATA_KEY,
+    guess_channel_axis,
+    layer_array,
+    shown_block,
+    spatial_transform,
+)
 from .loss_plot import LossPlot
 from .session import TRAINED, Session
 
@@ -67,10 +73,17 @@ INVERT_MODES = {
     "inverted": "yes",
     "inverted where the background is bright": "auto",
 }
-LABEL_KINDS = {"dense": "dense", "scribbles": "scribbles"}
+LABEL_KINDS = {"dense": "dense", "scribbles": "scribbles", "strokes on a prediction": "corrections"}
 LABEL_KIND_HELP = (
     "dense: every pixel is labelled (e.g. a corrected prediction); 0 = background.\n"
-    "scribbles: only painted pixels count; 0 = not annotated, 1 = background, 2 = object."
+    "scribbles: only painted pixels count; 0 = not annotated, 1 = background, 2 = object.\n"
+    "strokes on a prediction: strokes (1 = background, 2 = object) that correct the prediction\n"
+    "chosen beside them, whose uncorrected rest counts as labelled: a background stroke on an\n"
+    "object deletes it, an object stroke marks a missed object without drawing its outline."
+)
+PREDICTION_HELP = (
+    "the prediction the strokes correct (a Labels layer written by Segment, edited or not);\n"
+    "what no stroke corrects is accepted as it is"
 )
 
 
@@ -94,6 +107,10 @@ class PairRow(QWidget):
         self.kind = QComboBox(self)
         self.kind.addItems(LABEL_KINDS)
         self.kind.setToolTip(LABEL_KIND_HELP)
+        self.prediction = LayerCombo(viewer, napari.layers.Labels, self)
+        self.prediction.setToolTip(PREDICTION_HELP)
+        self.prediction.setVisible(False)
+        self.kind.currentIndexChanged.connect(self._show_prediction)
         self.remove = QPushButton("✕", self)
         self.remove.setToolTip("remove this pair")
         self.remove.setMaximumWidth(28)
@@ -102,45 +119,70 @@ class PairRow(QWidget):
         layout.addWidget(self.image, 2)
         layout.addWidget(self.labels, 2)
         layout.addWidget(self.kind, 2)
+        layout.addWidget(self.prediction, 2)
         layout.addWidget(self.remove)
 
     @property
     def label_mode(self) -> str:
         return LABEL_KINDS[self.kind.currentText()]
 
+    def prediction_layer(self) -> Any:
+        """The prediction that strokes correct; None unless the labels are corrections."""
+        return self.prediction.layer() if self.label_mode == "corrections" else None
+
+    def _show_prediction(self, *_: Any) -> None:
+        corrections = self.label_mode == "corrections"
+        self.prediction.setVisible(corrections)
+        if corrections:
+            # Offer a layer Segment wrote (other than the strokes) rather than the first one.
+            written = [
+                layer
+                for layer in self.prediction._layers
+                if METADATA_KEY in layer.metadata and layer is not self.labels.layer()
+            ]
+            if written:
+                self.prediction.select(written[-1])
+
 
 def build_pairs(
-    rows: list[tuple[Any, Any, str]],
+    rows: list[tuple[Any, ...]],
     spatial_dims: int,
     preprocessing: Preprocessing,
     in_channels: int | None,
     num_classes: int,
     task: dict | None = None,
 ) -> list:
-    """Training pairs from (image layer, labels layer, label mode) rows; slices of stacks that
-    carry annotations become separate pairs for a 2D model."""
+    """Training pairs from (image layer, labels layer, label mode[, prediction layer]) rows;
+    slices of stacks that carry annotations (for corrections: strokes) become separate pairs
+    for a 2D model."""
     pairs = []
-    for image_layer, labels_layer, mode in rows:
+    for image_layer, labels_layer, mode, *rest in rows:
         if image_layer is None or labels_layer is None:
             raise UserInputError("choose an image layer and a labels layer for every training pair")
         channel_axis = guess_channel_axis(image_layer)
+        labels = np.asarray(labels_layer.data)
+        marker, prediction = labels, None
+        if mode == "corrections":
+            prediction = _prediction_for(labels_layer, rest[0] if rest else None)
+            if labels.ndim == spatial_dims:
+                marker = np.ones(labels.shape, bool)  # one image: no stroke = all accepted
         blocks = annotated_blocks(
-            layer_array(image_layer),
-            np.asarray(labels_layer.data),
-            spatial_dims=spatial_dims,
-            channel_axis=channel_axis,
+            layer_array(image_layer), marker, spatial_dims=spatial_dims, channel_axis=channel_axis
         )
         if not blocks:
             raise UserInputError(
                 f"labels layer {labels_layer.name!r} is empty: paint some labels first "
                 "(scribbles: 1 = background, 2 = object)"
+                if mode != "corrections"
+                else f"no slice of {labels_layer.name!r} has a stroke: the slices with strokes "
+                "are the ones trained on (1 = background, 2 = object)"
             )
-        for index, image, labels in blocks:
+        for index, image, _ in blocks:
             name = image_layer.name + (f" {index}" if index else "")
             pairs.append(
                 prepare_pair(
                     image,
-                    labels,
+                    np.asarray(labels[index]),
                     spatial_dims=spatial_dims,
                     preprocessing=preprocessing,
                     in_channels=in_channels,
@@ -149,10 +191,33 @@ def build_pairs(
                     channel_axis=-1 if channel_axis is not None else None,
                     name=name,
                     task=task,
+                    prediction=None if prediction is None else np.asarray(prediction[index]),
                 )
             )
             in_channels = pairs[0].image.shape[0]
     return pairs
+
+
+def _prediction_for(strokes_layer: Any, prediction_layer: Any) -> np.ndarray:
+    """The prediction array that ``strokes_layer`` corrects, checked."""
+    if prediction_layer is None:
+        raise UserInputError(
+            f"labels layer {strokes_layer.name!r} holds strokes on a prediction: choose the "
+            "prediction layer they correct beside it"
+        )
+    if prediction_layer is strokes_layer:
+        raise UserInputError(
+            f"{strokes_layer.name!r} is chosen as both the strokes and the prediction they "
+            "correct: paint the strokes on a new Labels layer"
+        )
+    prediction = np.asarray(prediction_layer.data)
+    if prediction.shape != np.shape(strokes_layer.data):
+        raise UserInputError(
+            f"the strokes {strokes_layer.name!r} have shape {np.shape(strokes_layer.data)} but "
+            f"the prediction {prediction_layer.name!r} has shape {prediction.shape}; "
+            "they must match pixel for pixel"
+        )
+    return prediction
 
 
 def train_job(trainer: Trainer | None, make_trainer: Any, preview_image: Any, preview_every: int):
@@ -433,7 +498,10 @@ class TrainPanel(QWidget):
             box.setEnabled(not planning)
 
     def _make_trainer_factory(self):
-        rows = [(r.image.layer(), r.labels.layer(), r.label_mode) for r in self.rows]
+        rows = [
+            (r.image.layer(), r.labels.layer(), r.label_mode, r.prediction_layer())
+            for r in self.rows
+        ]
         config = self._config()
         base = self._base_model()
         dims, classes = (3 if self.dims.currentText() == "3D" else 2), self.classes.value()

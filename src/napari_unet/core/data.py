@@ -108,11 +108,14 @@ def prepare_pair(
     channel_axis: int | None = None,
     name: str = "",
     task: dict | None = None,
+    prediction: np.ndarray | None = None,
 ) -> TrainingPair:
     """Check and convert one (image, labels) pair for training, with clear errors.
 
     For an instance ``task`` ({"kind": "instances", "boundary_width": w}) dense labels must
     be instance labels (one value per object); scribbled objects train the interior class.
+    ``label_mode="corrections"``: ``labels`` are strokes (as scribbles) correcting
+    ``prediction``, whose uncorrected rest counts as labelled (see :mod:`.corrections`).
     """
     view = channels_first(image, spatial_dims, channel_axis)
     if in_channels is None:
@@ -125,6 +128,17 @@ def prepare_pair(
         )
     source = ImageSource(view, spatial_dims, preprocessing, in_channels, channel_axis=0)
     prepared = source.read(tuple(slice(None) for _ in source.shape))
+    if label_mode == "corrections":
+        if prediction is None:
+            raise UserInputError(
+                f"labels{what} are corrections, but no prediction was given for them to correct"
+            )
+        from .corrections import correction_targets
+
+        targets = correction_targets(
+            prediction, labels, task=task, num_classes=num_classes, name=f"labels{what}"
+        )
+        return TrainingPair(np.ascontiguousarray(prepared), targets, name)
     if task and task.get("kind") == "instances":
         targets, instances = _instance_pair_targets(
             labels, label_mode, ignore_value, task, f"labels{what}"
