@@ -132,3 +132,34 @@ def test_prepare_pair_takes_corrections_of_a_prediction():
     )
     np.testing.assert_array_equal(pair.targets, correction_targets(prediction, strokes, task=TASK))
     assert pair.instances is None  # the prediction is not ground truth to score against
+
+
+def test_strokes_on_a_prediction_are_never_held_out_for_validation():
+    """Their accepted rest would grade the model that predicted it on its own output."""
+    from napari_unet.core import TrainConfig, Trainer, UNetConfig
+    from napari_unet.core.data import split_for_validation
+
+    prediction = _prediction()
+    image = (prediction > 0).astype(np.float32)
+    strokes = np.zeros_like(prediction)
+    strokes[36, 11:14] = 1
+    common = {"spatial_dims": 2, "preprocessing": Preprocessing(), "task": TASK}
+    corrected = prepare_pair(
+        image, strokes, label_mode="corrections", prediction=prediction, **common
+    )
+    dense = prepare_pair(image, prediction, **common)
+    assert corrected.corrections and not dense.corrections
+
+    train, val = split_for_validation([corrected, dense], 0.2)
+    assert train[0] is corrected and len(val) == 1 and val[0].name.endswith("(validation part)")
+    train, val = split_for_validation([corrected] * 5, 0.2)
+    assert len(train) == 5 and val == []
+
+    trainer = Trainer(
+        [corrected],
+        UNetConfig(depth=2, base_features=4, out_channels=3),
+        TrainConfig(epochs=1, steps_per_epoch=1, batch_size=2, patch_size=32),
+        task=TASK,
+    )
+    assert trainer.val_pairs == []
+    assert "strokes on a prediction are not held out" in trainer.validation_summary

@@ -83,12 +83,15 @@ def labels_to_targets(
 @dataclass
 class TrainingPair:
     """A normalised image (C, *spatial) float32 and its int16 targets (*spatial); for
-    instance models also the object labels, which validation matches against."""
+    instance models also the object labels, which validation matches against.
+    ``corrections``: the targets accept a model's prediction (strokes on a prediction), so
+    they are never held out for validation: they would grade that model on its own output."""
 
     image: np.ndarray
     targets: np.ndarray
     name: str = ""
     instances: np.ndarray | None = None
+    corrections: bool = False
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -138,7 +141,7 @@ def prepare_pair(
         targets = correction_targets(
             prediction, labels, task=task, num_classes=num_classes, name=f"labels{what}"
         )
-        return TrainingPair(np.ascontiguousarray(prepared), targets, name)
+        return TrainingPair(np.ascontiguousarray(prepared), targets, name, corrections=True)
     if task and task.get("kind") == "instances":
         targets, instances = _instance_pair_targets(
             labels, label_mode, ignore_value, task, f"labels{what}"
@@ -217,12 +220,24 @@ def split_for_validation(
     With :data:`FEW_IMAGES` images or more, whole images are held out (at least one, never
     all). With fewer, no image is lost to training: a slab at the end of each image's longest
     axis is held out; its labels are hidden from training, but the pixels remain as context.
-    An image whose annotations all lie in its slab keeps them for training.
+    An image whose annotations all lie in its slab keeps them for training. Pairs of
+    strokes on a prediction (``corrections``) always train and are never held out.
     """
     if fraction <= 0 or not pairs:
         return list(pairs), []
     if not 0 < fraction < 1:
         raise UserInputError(f"validation fraction must be between 0 and 1, got {fraction}")
+    corrections = [p for p in pairs if p.corrections]
+    pairs = [p for p in pairs if not p.corrections]
+    if not pairs:
+        return corrections, []
+    train, val = _split(pairs, fraction, seed)
+    return corrections + train, val
+
+
+def _split(
+    pairs: list[TrainingPair], fraction: float, seed: int
+) -> tuple[list[TrainingPair], list[TrainingPair]]:
     if len(pairs) >= FEW_IMAGES:
         rng = np.random.default_rng(seed)
         n_val = min(len(pairs) - 1, max(1, round(fraction * len(pairs))))

@@ -368,6 +368,12 @@ class Trainer:
     def validation_summary(self) -> str:
         """What validation is done on, in words (the CLI and the widget say it at the start)."""
         if not self.val_pairs:
+            if self.config.val_fraction > 0 and any(p.corrections for p in self.train_pairs):
+                return (
+                    "no validation data (strokes on a prediction are not held out: their "
+                    "accepted rest would grade the model on its own prediction): the weights "
+                    "with the lowest training loss are kept"
+                )
             return "no validation data: the weights with the lowest training loss are kept"
         slabs = [p for p in self.val_pairs if p.name.endswith(VALIDATION_PART)]
         if slabs and len(self.train_pairs) < FEW_IMAGES:
