@@ -589,6 +589,11 @@ def test_strokes_correcting_predictions_fine_tune_from_the_command_line(dataset,
     short = ["--epochs", "1", "--steps-per-epoch", "2", "--out", str(tuned)]
     assert main([*args, "--label-mode", "corrections", "--predictions", str(predictions), "--from", str(model), *short]) == 0  # fmt: skip
     assert load_model(tuned).training_state["step"] == 2
+    assert "strokes on a prediction are not held out" in capsys.readouterr().err
+    # Validation images given apart are complete labels, read as dense.
+    val = ["--val-images", str(dataset / "val/images"), "--val-labels", str(dataset / "val/labels")]
+    assert main([*args, "--label-mode", "corrections", "--predictions", str(predictions), "--from", str(model), *short, *val, "--overwrite"]) == 0  # fmt: skip
+    assert "starting model: val Dice " in capsys.readouterr().err
 
     capsys.readouterr()
     assert main([*args, "--label-mode", "corrections", "--from", str(model), *short, "--overwrite"]) == 2  # fmt: skip

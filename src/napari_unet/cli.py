@@ -249,16 +249,17 @@ def _load_pairs(
     spatial_dims: int,
     preprocessing,
     in_channels,
+    label_mode: str,
 ):
     from .core import UserInputError, io, prepare_pair
 
     predictions = {}
-    if args.label_mode == "corrections":
+    if label_mode == "corrections":
         predictions = io.index_folder(args.predictions, args.pattern, "prediction", ("_labels",))
     pairs = []
     for pair in io.find_pairs(images, labels, args.pattern):
         prediction = None
-        if args.label_mode == "corrections":
+        if label_mode == "corrections":
             if pair.key not in predictions:
                 raise UserInputError(
                     f"no prediction for {pair.image.name} in {args.predictions} (expected "
@@ -274,7 +275,7 @@ def _load_pairs(
                 preprocessing=preprocessing,
                 in_channels=in_channels,
                 num_classes=args.classes,
-                label_mode=args.label_mode,
+                label_mode=label_mode,
                 ignore_value=args.ignore_value,
                 channel_axis=args.channel_axis,
                 name=pair.image.name,
@@ -367,11 +368,22 @@ def _train(args: argparse.Namespace, world) -> int:
                 )
             args.classes = 3
             args.task = {"kind": "instances", "boundary_width": args.boundary_width}
-    pairs = _load_pairs(args.images, args.labels, args, dims, preprocessing, in_channels)
+    pairs = _load_pairs(
+        args.images, args.labels, args, dims, preprocessing, in_channels, args.label_mode
+    )
     val_pairs = None
     if args.val_images:
+        # Validating on corrections would grade the model on its own prediction: with
+        # --label-mode corrections the validation labels are complete (dense) ones.
+        val_mode = "dense" if args.label_mode == "corrections" else args.label_mode
         val_pairs = _load_pairs(
-            args.val_images, args.val_labels, args, dims, preprocessing, pairs[0].image.shape[0]
+            args.val_images,
+            args.val_labels,
+            args,
+            dims,
+            preprocessing,
+            pairs[0].image.shape[0],
+            val_mode,
         )
 
     overrides = {
