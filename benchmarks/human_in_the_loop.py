@@ -233,10 +233,12 @@ def run_variant(variant: str, train, val, args, seed: int = 0) -> list[dict]:
             )
         # Round 1 trains from scratch (a higher rate); later rounds fine-tune with the
         # widget's default rate, as a user pressing Train again would.
+        # --steps-per-round: the same steps in every run, so settings compare seed by seed.
+        fixed = args.steps_per_round
         config = TrainConfig(
-            epochs=10**6,
-            max_minutes=args.seconds_per_round / 60,
-            steps_per_epoch=args.steps_per_epoch,
+            epochs=1 if fixed else 10**6,
+            max_minutes=None if fixed else args.seconds_per_round / 60,
+            steps_per_epoch=fixed or args.steps_per_epoch,
             batch_size=args.batch_size,
             patch_size=args.patch_size,
             val_fraction=args.val_fraction,
@@ -251,6 +253,8 @@ def run_variant(variant: str, train, val, args, seed: int = 0) -> list[dict]:
             else UNetConfig(depth=args.depth, base_features=args.base_features, out_channels=3)
         )
         trainer = Trainer(pairs, base, config, preprocessing=PREPROCESSING, task=TASK)
+        if args.warmup_steps and model is not None:
+            _warm_up(trainer, args.warmup_steps)
         started = time.perf_counter()
         steps = sum(1 for _ in trainer.train())
         seconds += time.perf_counter() - started
@@ -281,6 +285,20 @@ def run_variant(variant: str, train, val, args, seed: int = 0) -> list[dict]:
             flush=True,
         )
     return rows
+
+
+def _warm_up(trainer: Trainer, steps: int) -> None:
+    """An experiment, not a feature: raise a fine-tune's rate linearly over its first
+    ``steps`` steps (a fresh AdamW's first updates move every weight by about the rate)."""
+    scheduled = trainer._set_learning_rate
+
+    def warmed(done: float) -> None:
+        scheduled(done)
+        factor = min(1.0, (trainer.state.step + 1) / steps)
+        for group in trainer.optimizer.param_groups:
+            group["lr"] *= factor
+
+    trainer._set_learning_rate = warmed
 
 
 def print_summary(rows: list[dict]) -> None:
@@ -346,6 +364,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=cpu.batch_size)
     parser.add_argument("--patch-size", type=int, default=cpu.patch_size)
     parser.add_argument("--loss", default="ce+dice", help="ce, dice or ce+dice")
+    parser.add_argument(
+        "--steps-per-round",
+        type=int,
+        help="train this many steps a round instead of --seconds-per-round (repeatable)",
+    )
+    parser.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=0,
+        help="experiment: fine-tunes raise their rate linearly over this many steps",
+    )
     parser.add_argument(
         "--tta",
         action="store_true",

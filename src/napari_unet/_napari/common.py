@@ -54,6 +54,10 @@ class LayerCombo(QComboBox):
         layers = getattr(self, "_layers", [])
         return layers[index] if 0 <= index < len(layers) else None
 
+    def layers(self) -> list[Any]:
+        """The layers offered, in the viewer's order."""
+        return list(getattr(self, "_layers", []))
+
     def select(self, layer: Any) -> None:
         """Choose ``layer`` (ignored if it is not in the list)."""
         if layer in self._layers:

@@ -137,7 +137,7 @@ class PairRow(QWidget):
             # Offer a layer Segment wrote (other than the strokes) rather than the first one.
             written = [
                 layer
-                for layer in self.prediction._layers
+                for layer in self.prediction.layers()
                 if METADATA_KEY in layer.metadata and layer is not self.labels.layer()
             ]
             if written:
