@@ -19,7 +19,9 @@ budget and scored (F1 at IoU 0.5) on validation images; each curve is repeated f
 ``--seeds`` seeds and the table gives their mean, lowest and highest. Targets: 5 corrected images and 2 minutes of CPU
 training reach F1@0.5 of 0.75 with dense corrections (issue 4); dense >= 0.85 by round 3 and
 sparse >= 0.75 by round 5 (issue 14). ``--save DIR`` keeps every round's model and
-``--explain MODEL...`` shows how saved models classify the validation pixels and objects.
+``--explain MODEL...`` shows how saved models classify the validation pixels and objects;
+``--tta`` scores with test-time augmentation; ``--steps-per-round N`` trains N steps a round
+instead of a time budget, so that runs repeat exactly and settings compare seed by seed.
 """
 
 from __future__ import annotations
