@@ -163,3 +163,25 @@ def test_strokes_on_a_prediction_are_never_held_out_for_validation():
     )
     assert trainer.val_pairs == []
     assert "strokes on a prediction are not held out" in trainer.validation_summary
+
+
+def test_blocks_of_a_stack_are_its_slices_with_strokes_and_one_image_is_always_one():
+    from napari_unet.core.corrections import correction_blocks
+
+    stack = np.random.default_rng(0).random((3, 16, 16)).astype(np.float32)
+    prediction = np.zeros(stack.shape, np.uint16)
+    prediction[:, 4:8, 4:8] = 1
+    strokes = np.zeros_like(prediction)
+    strokes[1, 0, :4] = 1
+    blocks = correction_blocks(stack, strokes, prediction, spatial_dims=2)
+    assert [index for index, *_ in blocks] == [(1,)]
+    _, image, block_strokes, block_prediction = blocks[0]
+    np.testing.assert_array_equal(image, stack[1])
+    np.testing.assert_array_equal(block_strokes, strokes[1])
+    np.testing.assert_array_equal(block_prediction, prediction[1])
+
+    # A single image without a stroke: its prediction is accepted whole.
+    (single,) = correction_blocks(stack[0], strokes[0], prediction[0], spatial_dims=2)
+    assert single[0] == () and not single[2].any() and single[3].any()
+    with pytest.raises(UserInputError, match="must match pixel for pixel"):
+        correction_blocks(stack, strokes, prediction[:2], spatial_dims=2)

@@ -124,15 +124,24 @@ def test_segment_only_the_current_slice_of_a_stack(dock, qtbot):
     assert labels[1].any() and not labels[0].any() and not labels[2].any()
 
 
+def _segment_cells(dock, qtbot, output: int | None = None) -> np.ndarray:
+    """Open a 128 x 128 'cells' image and segment it with the bundled nuclei model (in the
+    given output mode); returns the true labels."""
+    image, truth = disks_image(shape=(128, 128), n=12)
+    dock.viewer.add_image(image, name="cells")
+    seg = dock.segment
+    seg.image.select(dock.viewer.layers["cells"])
+    seg.model.setCurrentText("nuclei")
+    if output is not None:
+        seg.output.setCurrentIndex(output)
+    _wait(qtbot, seg, seg.segment())
+    return truth
+
+
 def test_correct_then_train_then_segment_again(dock, qtbot):
     viewer = dock.viewer
-    image, truth = disks_image(shape=(128, 128), n=12)
-    viewer.add_image(image, name="cells")
     seg, train = dock.segment, dock.train
-    seg.image.select(viewer.layers["cells"])
-    seg.model.setCurrentText("nuclei")
-    seg.output.setCurrentIndex(1)  # semantic
-    _wait(qtbot, seg, seg.segment())
+    truth = _segment_cells(dock, qtbot, output=1)  # semantic
     predicted = viewer.layers["cells U-Net"]
     before = predicted.data.copy()
 
@@ -186,12 +195,8 @@ def test_strokes_on_a_prediction_fine_tune_with_the_rest_of_it_accepted(dock, qt
     from napari_unet.core.corrections import correction_targets
 
     viewer = dock.viewer
-    image, truth = disks_image(shape=(128, 128), n=12)
-    viewer.add_image(image, name="cells")
-    seg, train = dock.segment, dock.train
-    seg.image.select(viewer.layers["cells"])
-    seg.model.setCurrentText("nuclei")
-    _wait(qtbot, seg, seg.segment())
+    train = dock.train
+    truth = _segment_cells(dock, qtbot)
     predicted = viewer.layers["cells U-Net"]
     # The user deletes one object with a background stroke and marks a missed one.
     strokes = np.zeros(truth.shape, np.uint8)

@@ -44,6 +44,7 @@ from ..core import (
     prepare_pair,
     save_model,
 )
+from ..core.corrections import correction_blocks
 from ..core.data import annotated_blocks
 from ..core.defaults import training_defaults
 from ..core.normalize import model_channels
@@ -160,15 +161,13 @@ def build_pairs(
         if image_layer is None or labels_layer is None:
             raise UserInputError("choose an image layer and a labels layer for every training pair")
         channel_axis = guess_channel_axis(image_layer)
-        labels = np.asarray(labels_layer.data)
-        marker, prediction = labels, None
+        where = {"spatial_dims": spatial_dims, "channel_axis": channel_axis}
+        image, labels = layer_array(image_layer), np.asarray(labels_layer.data)
         if mode == "corrections":
-            prediction = _prediction_for(labels_layer, rest[0] if rest else None)
-            if labels.ndim == spatial_dims:
-                marker = np.ones(labels.shape, bool)  # one image: no stroke = all accepted
-        blocks = annotated_blocks(
-            layer_array(image_layer), marker, spatial_dims=spatial_dims, channel_axis=channel_axis
-        )
+            prediction = _prediction_layer(labels_layer, rest[0] if rest else None).data
+            blocks = correction_blocks(image, labels, prediction, **where)
+        else:
+            blocks = [(*block, None) for block in annotated_blocks(image, labels, **where)]
         if not blocks:
             raise UserInputError(
                 f"labels layer {labels_layer.name!r} is empty: paint some labels first "
@@ -177,12 +176,12 @@ def build_pairs(
                 else f"no slice of {labels_layer.name!r} has a stroke: the slices with strokes "
                 "are the ones trained on (1 = background, 2 = object)"
             )
-        for index, image, _ in blocks:
+        for index, block, block_labels, block_prediction in blocks:
             name = image_layer.name + (f" {index}" if index else "")
             pairs.append(
                 prepare_pair(
-                    image,
-                    np.asarray(labels[index]),
+                    block,
+                    block_labels,
                     spatial_dims=spatial_dims,
                     preprocessing=preprocessing,
                     in_channels=in_channels,
@@ -191,15 +190,15 @@ def build_pairs(
                     channel_axis=-1 if channel_axis is not None else None,
                     name=name,
                     task=task,
-                    prediction=None if prediction is None else np.asarray(prediction[index]),
+                    prediction=block_prediction,
                 )
             )
             in_channels = pairs[0].image.shape[0]
     return pairs
 
 
-def _prediction_for(strokes_layer: Any, prediction_layer: Any) -> np.ndarray:
-    """The prediction array that ``strokes_layer`` corrects, checked."""
+def _prediction_layer(strokes_layer: Any, prediction_layer: Any) -> Any:
+    """The layer ``strokes_layer`` corrects: chosen, and not the strokes themselves."""
     if prediction_layer is None:
         raise UserInputError(
             f"labels layer {strokes_layer.name!r} holds strokes on a prediction: choose the "
@@ -210,14 +209,7 @@ def _prediction_for(strokes_layer: Any, prediction_layer: Any) -> np.ndarray:
             f"{strokes_layer.name!r} is chosen as both the strokes and the prediction they "
             "correct: paint the strokes on a new Labels layer"
         )
-    prediction = np.asarray(prediction_layer.data)
-    if prediction.shape != np.shape(strokes_layer.data):
-        raise UserInputError(
-            f"the strokes {strokes_layer.name!r} have shape {np.shape(strokes_layer.data)} but "
-            f"the prediction {prediction_layer.name!r} has shape {prediction.shape}; "
-            "they must match pixel for pixel"
-        )
-    return prediction
+    return prediction_layer
 
 
 def train_job(trainer: Trainer | None, make_trainer: Any, preview_image: Any, preview_every: int):

@@ -84,6 +84,33 @@ def correction_targets(
     return targets
 
 
+def correction_blocks(
+    image: np.ndarray,
+    strokes: np.ndarray,
+    prediction: np.ndarray,
+    *,
+    spatial_dims: int,
+    channel_axis: int | None = None,
+) -> list[tuple[tuple[int, ...], np.ndarray, np.ndarray, np.ndarray]]:
+    """(index, image, strokes, prediction) blocks a model of ``spatial_dims`` trains on.
+
+    A single image is always a block, strokes or not (no stroke: the prediction is accepted
+    whole); of a stack, only the slices with a stroke are, as in
+    :func:`~napari_unet.core.data.annotated_blocks`.
+    """
+    from .data import annotated_blocks
+
+    strokes, prediction = np.asarray(strokes), np.asarray(prediction)
+    if prediction.shape != strokes.shape:
+        raise UserInputError(
+            f"the strokes have shape {strokes.shape} but the prediction they correct has shape "
+            f"{prediction.shape}; they must match pixel for pixel"
+        )
+    marker = np.ones(strokes.shape, bool) if strokes.ndim == spatial_dims else strokes
+    blocks = annotated_blocks(image, marker, spatial_dims=spatial_dims, channel_axis=channel_axis)
+    return [(index, block, strokes[index], prediction[index]) for index, block, _ in blocks]
+
+
 def _unknown_outline(missed: np.ndarray) -> np.ndarray:
     """Pixels within half its length of each stroke of a missed object (length: the longest
     side of the stroke's bounding box), where the object's unseen outline may lie."""
