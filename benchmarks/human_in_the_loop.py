@@ -21,7 +21,9 @@ training reach F1@0.5 of 0.75 with dense corrections (issue 4); dense >= 0.85 by
 sparse >= 0.75 by round 5 (issue 14). ``--save DIR`` keeps every round's model and
 ``--explain MODEL...`` shows how saved models classify the validation pixels and objects;
 ``--tta`` scores with test-time augmentation; ``--steps-per-round N`` trains N steps a round
-instead of a time budget, so that runs repeat exactly and settings compare seed by seed.
+instead of a time budget, so that runs repeat exactly and settings compare seed by seed;
+``--zoom Z`` trains with zoom augmentation; ``--ema D`` and ``--warmup-steps N`` are
+experiments (an average of the weights, a warm-up of the fine-tune's rate), not features.
 """
 
 from __future__ import annotations
@@ -136,15 +138,15 @@ def score(
 def explain(paths: list[Path], val: list[tuple[np.ndarray, np.ndarray]], tta: bool = False) -> None:
     """Where saved models go wrong: the share of true background and of true nucleus pixels
     whose most likely class is background, interior or boundary; then the objects: how many,
-    precision and recall at IoU 0.5, and how many span two nuclei or more (each covering a
-    fifth of it)."""
+    precision and recall at IoU 0.5, how many span two nuclei or more (each covering a fifth
+    of it), lie mostly on background, or are fragments (cover under half of their nucleus)."""
     print(f"{'model':<28} {'pixels':<16} {'background':>10} {'interior':>9} {'boundary':>9}")
     objects = []
     for path in paths:
         segmenter = Segmenter(load_model(path), device="cpu")
         counts = {"background": np.zeros(3), "nuclei": np.zeros(3)}
         acc = InstanceAccumulator((0.5,))
-        found = truths = merged = 0
+        found = truths = merged = background = fragments = 0
         for image, truth in val:
             # The objects score() counts, and the probabilities they came from.
             prediction = segmenter.predict(
@@ -162,18 +164,23 @@ def explain(paths: list[Path], val: list[tuple[np.ndarray, np.ndarray]], tta: bo
             found += int(labels.max())
             truths += len(np.unique(truth[truth > 0]))
             merged += _merges(labels, truth)
+            on_background, pieces = _strays(labels, truth)
+            background += on_background
+            fragments += pieces
         for what, c in counts.items():
             shares = " ".join(f"{v:>9.1%}" for v in c / c.sum())
             print(f"{path.name:<28} {'true ' + what:<16} {shares}")
         pooled = acc.pooled()[0.5]
-        objects.append((path.name, truths, found, pooled, merged))
+        objects.append((path.name, truths, found, pooled, merged, background, fragments))
     print(
-        f"\n{'model':<28} {'nuclei':>6} {'objects':>7} {'precision':>9} {'recall':>6} {'F1':>6} {'merged':>6}"
+        f"\n{'model':<28} {'nuclei':>6} {'objects':>7} {'precision':>9} {'recall':>6} {'F1':>6} "
+        f"{'merged':>6} {'on background':>13} {'fragments':>9}"
     )
-    for name, truths, found, pooled, merged in objects:
+    for name, truths, found, pooled, merged, background, fragments in objects:
         print(
             f"{name:<28} {truths:>6} {found:>7} {pooled['precision']:>9.3f} "
-            f"{pooled['recall']:>6.3f} {pooled['f1']:>6.3f} {merged:>6}"
+            f"{pooled['recall']:>6.3f} {pooled['f1']:>6.3f} {merged:>6} {background:>13} "
+            f"{fragments:>9}"
         )
 
 
@@ -186,6 +193,22 @@ def _merges(labels: np.ndarray, truth: np.ndarray) -> int:
     sizes = np.bincount(truth.ravel().astype(np.int64))
     covering = keys[0][counts >= 0.2 * sizes[keys[1]]]
     return int((np.bincount(covering) >= 2).sum()) if covering.size else 0
+
+
+def _strays(labels: np.ndarray, truth: np.ndarray) -> tuple[int, int]:
+    """Predicted objects mostly on background, and those that cover under half of the
+    nucleus they overlap most (pieces of a split nucleus)."""
+    sizes = np.bincount(truth.ravel().astype(np.int64))
+    on_background = fragments = 0
+    for obj in np.unique(labels[labels > 0]):
+        inside = truth[labels == obj]
+        if (inside > 0).mean() < 0.5:
+            on_background += 1
+            continue
+        ids, overlap = np.unique(inside[inside > 0], return_counts=True)
+        best = int(np.argmax(overlap))
+        fragments += int(overlap[best] < 0.5 * sizes[ids[best]])
+    return on_background, fragments
 
 
 def run_variant(variant: str, train, val, args, seed: int = 0) -> list[dict]:
@@ -248,6 +271,7 @@ def run_variant(variant: str, train, val, args, seed: int = 0) -> list[dict]:
             lr_schedule=args.first_schedule if model is None else args.schedule,
             seed=1000 * seed + k,
             loss=args.loss,
+            zoom=args.zoom,
         )
         base = (
             model
@@ -257,9 +281,12 @@ def run_variant(variant: str, train, val, args, seed: int = 0) -> list[dict]:
         trainer = Trainer(pairs, base, config, preprocessing=PREPROCESSING, task=TASK)
         if args.warmup_steps and model is not None:
             _warm_up(trainer, args.warmup_steps)
+        average = _averaging(trainer, args.ema) if args.ema else None
         started = time.perf_counter()
         steps = sum(1 for _ in trainer.train())
         seconds += time.perf_counter() - started
+        if average is not None:
+            trainer.best_weights = {k: v.detach().clone() for k, v in average.items()}
         # Without validation (the default here) one open-ended epoch is cut by the time
         # budget: the weights kept are the last ones.
         model = trainer.model_file()
@@ -301,6 +328,31 @@ def _warm_up(trainer: Trainer, steps: int) -> None:
             group["lr"] *= factor
 
     trainer._set_learning_rate = warmed
+
+
+def _averaging(trainer: Trainer, decay: float) -> dict:
+    """An experiment: an exponential moving average of the weights (and batch-norm
+    statistics) over the steps, with the usual warm-up of the decay."""
+    import torch
+
+    average = {k: v.detach().clone().float() for k, v in trainer.model.state_dict().items()}
+    stepped = trainer._step
+    count = [0]
+
+    def step(x, y):
+        loss = stepped(x, y)
+        count[0] += 1
+        d = min(decay, (1 + count[0]) / (10 + count[0]))
+        with torch.no_grad():
+            for k, v in trainer.model.state_dict().items():
+                if v.dtype.is_floating_point:
+                    average[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
+                else:
+                    average[k] = v.detach().clone()
+        return loss
+
+    trainer._step = step
+    return average
 
 
 def print_summary(rows: list[dict]) -> None:
@@ -376,6 +428,15 @@ def main() -> None:
         type=int,
         default=0,
         help="experiment: fine-tunes raise their rate linearly over this many steps",
+    )
+    parser.add_argument(
+        "--zoom", type=float, default=1.0, help="zoom augmentation's largest factor (1: none)"
+    )
+    parser.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        help="experiment: keep an exponential moving average of the weights (this decay)",
     )
     parser.add_argument(
         "--tta",

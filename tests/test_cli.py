@@ -146,14 +146,29 @@ def test_resume_and_fine_tune_from_the_command_line(dataset, model, capsys):
                 "1",
                 "--steps-per-epoch",
                 "2",
+                "--zoom",
+                "1.5",
             ]
         )
         == 0
     )
     assert len(load_model(tuned).history["runs"]) == 2
+    assert load_model(tuned).training_state["train_config"]["zoom"] == 1.5
     # The fine-tune scored the model it started from before its first step.
     printed = capsys.readouterr()
     assert "starting model: val Dice " in printed.err
+    bad_zoom = [
+        "train",
+        *args,
+        "--from",
+        str(model),
+        "--out",
+        str(dataset / "z.pt"),
+        "--zoom",
+        "0.5",
+    ]
+    assert main(bad_zoom) == 2
+    assert "zoom must be between 1 (no rescaling) and 4, got 0.5" in _error_line(capsys)
 
 
 def test_fine_tuning_can_change_how_a_model_reads_intensities(dataset, model, capsys):

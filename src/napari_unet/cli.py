@@ -184,6 +184,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--elastic", action="store_true", help="add elastic deformations to augmentation"
     )
+    p.add_argument(
+        "--zoom",
+        type=float,
+        default=1.0,
+        help="add rescaling to augmentation: each patch by a random factor between 1/ZOOM and "
+        "ZOOM, for objects whose size varies more than in the labelled images (default 1: none)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--description", default="", help="text stored in the model file")
@@ -408,6 +415,7 @@ def _train(args: argparse.Namespace, world) -> int:
             "val_fraction": args.val_fraction,
             "augment": not args.no_augment,
             "elastic": args.elastic,
+            "zoom": args.zoom,
             "seed": args.seed,
             "device": args.device,
         }

@@ -406,6 +406,45 @@ def test_elastic_deformation_warps_image_and_labels_together(shape):
     assert (warped[0][warped_targets == 1] > 50).mean() > 0.95
 
 
+@pytest.mark.parametrize("shape", [(96, 96), (24, 40, 40)])
+def test_zoom_augmentation_rescales_objects_with_their_labels(shape):
+    from napari_unet.core.data import Augmentation, PatchSampler, TrainingPair
+
+    # A grid of squares, each 8 pixels on a side: their size in a patch tells the zoom.
+    grid = np.indices(shape).sum(0) * 0
+    for axis in range(len(shape)):
+        grid = grid + ((np.arange(shape[axis]) // 8) % 2).reshape(
+            [-1 if a == axis else 1 for a in range(len(shape))]
+        )
+    targets = (grid == len(shape)).astype(np.int16)  # squares where every axis is odd
+    targets[(slice(0, 4),) * len(shape)] = IGNORE
+    image = targets[np.newaxis].astype(np.float32) * 100
+    patch = tuple(s // 2 for s in shape)
+    sampler = PatchSampler(
+        [TrainingPair(image, targets, "grid")],
+        patch,
+        Augmentation(flips=False, rotations=False, intensity=False, zoom=2.0),
+    )
+    x, y = sampler.sample(32, np.random.default_rng(0))
+    assert x.shape == (32, 1, *patch) and y.shape == (32, *patch)
+    assert set(np.unique(y)) <= {IGNORE, 0, 1}  # nearest: no invented classes
+    # Image and labels were resampled together.
+    assert (x[:, 0][y == 1] > 50).mean() > 0.95 and (x[:, 0][y == 0] < 50).mean() > 0.95
+    runs = []
+    for row in y.reshape(32, -1, patch[-1]):
+        for line in row:
+            edges = np.flatnonzero(np.diff(np.r_[0, line == 1, 0]))
+            starts, ends = edges[::2], edges[1::2]
+            whole = (starts > 0) & (ends < patch[-1])  # not cut by the patch's edge
+            runs += list((ends - starts)[whole])
+    # Square sides along the last axis: 8 pixels unzoomed, here from 4 to 16 (nearest
+    # sampling may shift an edge by a pixel).
+    assert min(runs) < 7 and max(runs) > 9
+    assert min(runs) >= 3 and max(runs) <= 17
+    with pytest.raises(UserInputError, match="zoom must be between 1"):
+        TrainConfig(zoom=0.5)
+
+
 def _finite(weights):
     return all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
 

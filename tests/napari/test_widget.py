@@ -44,6 +44,11 @@ def test_default_settings_make_a_valid_training_config(dock):
     config = dock.train._config()
     assert config.learning_rate == pytest.approx(1e-3)
     assert config.epochs >= 1 and config.max_minutes is None and config.augment
+    assert config.zoom == 1.0  # patches keep their size unless asked
+    dock.train.zoom.setValue(1.5)
+    assert dock.train._config().zoom == pytest.approx(1.5)
+    dock.train.augment.setChecked(False)
+    assert not dock.train.zoom.isEnabled()
 
 
 def test_widget_starts_from_the_cli_defaults_and_follows_dimensions(dock):

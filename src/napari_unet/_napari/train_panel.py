@@ -330,6 +330,18 @@ class TrainPanel(QWidget):
         self.val_fraction = QDoubleSpinBox(self, minimum=0, maximum=0.9, value=0.2, singleStep=0.05)
         self.augment = QCheckBox("augmentation", self)
         self.augment.setChecked(True)
+        # Zoom rescales each patch (core TrainConfig.zoom); 1 leaves sizes as labelled.
+        self.zoom = QDoubleSpinBox(self, decimals=2, minimum=1.0, maximum=4.0, singleStep=0.1)
+        self.zoom.setValue(1.0)
+        self.zoom.setPrefix("zoom up to x")
+        self.zoom.setToolTip(
+            "rescale each training patch by a random factor between 1/zoom and zoom (1: never);"
+            " try 1.5 when the objects to segment vary in size more than the labelled ones"
+        )
+        self.augment.toggled.connect(self.zoom.setEnabled)
+        augment_row = QHBoxLayout()
+        augment_row.addWidget(self.augment)
+        augment_row.addWidget(self.zoom)
         self.device = device_combo(self)
         self.preview = QCheckBox("live preview every", self)
         self.preview_every = QSpinBox(self, minimum=1, maximum=10000, value=20, suffix=" steps")
@@ -370,7 +382,7 @@ class TrainPanel(QWidget):
         form.addRow("patch size", self.patch)
         form.addRow("batch size", self.batch)
         form.addRow("validation fraction", self.val_fraction)
-        form.addRow("", self.augment)
+        form.addRow("", augment_row)
         form.addRow("device", self.device)
         form.addRow(preview_row)
 
@@ -453,6 +465,7 @@ class TrainPanel(QWidget):
             learning_rate=self.lr.value(),
             val_fraction=self.val_fraction.value(),
             augment=self.augment.isChecked(),
+            zoom=self.zoom.value(),
             device=self.device.currentText(),
         )
 

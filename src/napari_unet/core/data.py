@@ -287,6 +287,9 @@ class Augmentation:
     rotations: bool = True
     intensity: bool = True
     elastic: bool = False
+    # Largest zoom factor: each patch is rescaled by a factor drawn log-uniformly from
+    # [1/zoom, zoom] (1 = none), so a few images teach objects of other sizes too.
+    zoom: float = 1.0
 
 
 def augment(
@@ -334,6 +337,28 @@ def _elastic(
     return warped, warped_t
 
 
+def _resize_patch(
+    image: np.ndarray, targets: np.ndarray, size: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` (C, *region) and ``targets`` (*region) resampled to ``size``: linear for the
+    image, nearest for the targets (classes and "unannotated" must not blend)."""
+    from scipy.ndimage import map_coordinates
+
+    # Pixel centres of the output mapped onto the region's.
+    axes = [
+        (np.arange(n, dtype=np.float32) + 0.5) * (r / n) - 0.5
+        for n, r in zip(size, targets.shape, strict=True)
+    ]
+    coords = np.stack(np.meshgrid(*axes, indexing="ij"))
+    resized = np.stack(
+        [map_coordinates(ch.astype(np.float32), coords, order=1, mode="nearest") for ch in image]
+    )
+    nearest = np.rint(coords).astype(np.intp)
+    for axis, extent in enumerate(targets.shape):
+        np.clip(nearest[axis], 0, extent - 1, out=nearest[axis])
+    return resized, targets[tuple(nearest)]
+
+
 def _mirror(pair: TrainingPair, margin: int) -> TrainingPair:
     """``pair`` mirrored by ``margin`` on every side: context for a "valid" network's tiles at
     the image border; the mirrored pixels carry no labels."""
@@ -351,7 +376,8 @@ class PatchSampler:
     Half of the patches (``foreground_fraction``) are centred on a random foreground pixel; the
     rest on a random annotated pixel (so sparse scribbles are always in view). Images smaller
     than a patch are padded (reflected image, unannotated targets). ``margin`` mirrors every
-    image by that much first (context for a "valid" network's tiles).
+    image by that much first (context for a "valid" network's tiles). With zoom augmentation
+    a patch is cut from a larger or smaller region and resampled to the patch size.
     """
 
     def __init__(
@@ -408,6 +434,17 @@ class PatchSampler:
         targets = np.pad(pair.targets, pads, constant_values=IGNORE)
         return TrainingPair(image, targets, pair.name)
 
+    def _crop_size(self, shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        """The region a patch is cut from: the patch itself, or with zoom augmentation a
+        region ``1 / factor`` times its size (at most the image), later resized to the patch."""
+        zoom = self.augmentation.zoom if self.augmentation is not None else 1.0
+        if zoom <= 1.0:
+            return self.patch_size
+        factor = float(np.exp(rng.uniform(-np.log(zoom), np.log(zoom))))
+        return tuple(
+            min(s, max(2, round(p / factor))) for p, s in zip(self.patch_size, shape, strict=True)
+        )
+
     def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """A batch: images (B, C, *patch) float32 and targets (B, *patch) int64."""
         images, targets = [], []
@@ -417,14 +454,18 @@ class PatchSampler:
             fg = self._foreground[i]
             pool = fg if fg.size and rng.random() < self.foreground_fraction else self._labelled[i]
             centre = np.unravel_index(int(pool[rng.integers(pool.size)]), pair.spatial_shape)
+            crop = self._crop_size(pair.spatial_shape, rng)
             start = []
-            for c, p, s in zip(centre, self.patch_size, pair.spatial_shape, strict=True):
+            for c, p, s, out in zip(centre, crop, pair.spatial_shape, self.patch_size, strict=True):
                 # Jitter so the chosen pixel is anywhere in the patch (in the part that is
                 # learnt from, inside the margin), not always the centre.
-                lo = int(c) - self.margin - int(rng.integers(p - 2 * self.margin))
+                margin = self.margin * p // out
+                lo = int(c) - margin - int(rng.integers(max(1, p - 2 * margin)))
                 start.append(min(max(lo, 0), s - p))
-            index = tuple(slice(b, b + p) for b, p in zip(start, self.patch_size, strict=True))
+            index = tuple(slice(b, b + p) for b, p in zip(start, crop, strict=True))
             img, tgt = pair.image[(slice(None), *index)], pair.targets[index]
+            if crop != self.patch_size:
+                img, tgt = _resize_patch(img, tgt, self.patch_size)
             if self.augmentation is not None:
                 img, tgt = augment(img, tgt, self.augmentation, rng)
             images.append(img)

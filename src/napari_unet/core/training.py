@@ -69,6 +69,8 @@ class TrainConfig:
     loss : "ce", "dice" or "ce+dice".
     val_fraction : share of the data held out for validation when no validation set is given.
     augment, elastic : random flips/rotations/intensity changes; elastic deformation.
+    zoom : with augmentation, rescale each patch by a random factor between ``1 / zoom`` and
+        ``zoom`` (1: never), so objects of other sizes than the labelled ones are learnt too.
     foreground_fraction : share of patches centred on foreground.
     seed : makes sampling, augmentation and initialisation repeatable.
     device, precision : see :mod:`napari_unet.core.devices`.
@@ -86,6 +88,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     augment: bool = True
     elastic: bool = False
+    zoom: float = 1.0
     foreground_fraction: float = 0.5
     seed: int = 0
     device: str = "auto"
@@ -108,6 +111,8 @@ class TrainConfig:
             raise UserInputError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if not 0 <= self.val_fraction < 1:
             raise UserInputError(f"validation fraction must be in [0, 1), got {self.val_fraction}")
+        if not 1.0 <= self.zoom <= 4.0:
+            raise UserInputError(f"zoom must be between 1 (no rescaling) and 4, got {self.zoom}")
         for name in ("batch_size", "patch_size", "steps_per_epoch"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -259,7 +264,11 @@ class Trainer:
         patch = min(patch, -(-largest // multiple) * multiple)
         patch = max(multiple, -(-patch // multiple) * multiple)
         self.batch_size = self.config.batch_size or defaults.batch_size
-        aug = Augmentation(elastic=self.config.elastic) if self.config.augment else None
+        aug = (
+            Augmentation(elastic=self.config.elastic, zoom=self.config.zoom)
+            if self.config.augment
+            else None
+        )
         # A "valid" network learns on the centre of a larger tile (the paper's geometry): it
         # draws tiles of the valid input size around the patch, from images mirrored by the
         # margin so that the centres reach the image borders too.
