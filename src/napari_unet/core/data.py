@@ -342,21 +342,32 @@ def _resize_patch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``image`` (C, *region) and ``targets`` (*region) resampled to ``size``: linear for the
     image, nearest for the targets (classes and "unannotated" must not blend)."""
-    from scipy.ndimage import map_coordinates
+    from scipy.ndimage import affine_transform
 
-    # Pixel centres of the output mapped onto the region's.
-    axes = [
-        (np.arange(n, dtype=np.float32) + 0.5) * (r / n) - 0.5
-        for n, r in zip(size, targets.shape, strict=True)
-    ]
-    coords = np.stack(np.meshgrid(*axes, indexing="ij"))
+    # Pixel centres of the output mapped onto the region's: x_in = scale * x_out + offset.
+    scale = [r / n for n, r in zip(size, targets.shape, strict=True)]
+    offset = [0.5 * f - 0.5 for f in scale]
+    # A diagonal transform is about twice as fast as map_coordinates with a coordinate grid.
     resized = np.stack(
-        [map_coordinates(ch.astype(np.float32), coords, order=1, mode="nearest") for ch in image]
+        [
+            affine_transform(
+                ch.astype(np.float32, copy=False),
+                scale,
+                offset=offset,
+                output_shape=size,
+                order=1,
+                mode="nearest",
+            )
+            for ch in image
+        ]
     )
-    nearest = np.rint(coords).astype(np.intp)
-    for axis, extent in enumerate(targets.shape):
-        np.clip(nearest[axis], 0, extent - 1, out=nearest[axis])
-    return resized, targets[tuple(nearest)]
+    nearest = np.ix_(
+        *(
+            np.clip(np.rint(np.arange(n) * f + o), 0, r - 1).astype(np.intp)
+            for n, f, o, r in zip(size, scale, offset, targets.shape, strict=True)
+        )
+    )
+    return resized, targets[nearest]
 
 
 def _mirror(pair: TrainingPair, margin: int) -> TrainingPair:
