@@ -168,7 +168,7 @@ def test_resume_and_fine_tune_from_the_command_line(dataset, model, capsys):
         "0.5",
     ]
     assert main(bad_zoom) == 2
-    assert "zoom must be between 1 (no rescaling) and 4, got 0.5" in _error_line(capsys)
+    assert "--zoom must be a number from 1 to 4, got 0.5" in _error_line(capsys)
 
 
 def test_fine_tuning_can_change_how_a_model_reads_intensities(dataset, model, capsys):

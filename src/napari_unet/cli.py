@@ -707,11 +707,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from .core import Segmenter, StackProgress, UserInputError, io
+    from .core import Segmenter, StackProgress, UserInputError
     from .core.batch import plan_jobs, predict_file
     from .core.devices import slow_precision_note
 
-    files = io.list_images(args.inputs)
+    files = _inputs_to_segment(args.inputs)
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserInputError(f"--out {out_dir} exists and is not a folder")
@@ -761,6 +761,27 @@ def _run_predict(args: argparse.Namespace) -> int:
             )
         print(summary, file=sys.stderr)
     return 0
+
+
+def _inputs_to_segment(inputs: list[str]) -> list[Path]:
+    """The image files named or found in folders, less the labels and probabilities of other
+    inputs (an earlier run's outputs are never segmented as images)."""
+    from .core import UserInputError, io
+    from .core.batch import split_outputs_from_inputs
+
+    files, skipped = split_outputs_from_inputs(io.list_images(inputs))
+    if skipped:
+        names = ", ".join(p.name for p in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+        print(
+            f"skipping {len(skipped)} file(s) that are labels or probabilities of other inputs "
+            f"({names})",
+            file=sys.stderr,
+        )
+    if not files:
+        raise UserInputError(
+            f"no images to segment in {', '.join(inputs)}: only labels or probabilities files"
+        )
+    return files
 
 
 def _predict_options(args: argparse.Namespace, output: str, jobs) -> dict:
@@ -890,6 +911,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--csv", help="write per-image and pooled metrics to this CSV file")
     p.add_argument("--json", help="write per-image and pooled metrics to this JSON file")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the --csv / --json files if they exist"
+    )
     p.set_defaults(run=_run_evaluate)
 
 
@@ -936,6 +960,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     problem = io.unmatched_message(indexes, args.pattern)
     if problem:
         raise UserInputError(problem)
+    _check_reports(
+        args, [p for index in (truth, labels, probs, masks or {}) for p in index.values()]
+    )
     if args.instances:
         if not labels:
             raise UserInputError(
@@ -984,20 +1011,53 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             f"{r['image']:<{width}}  {r['class']:>5}  "
             + "  ".join(f"{_fmt(r.get(n)):>11}" for n in names)
         )
-    if args.csv:
-        with open(args.csv, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["image", "class", *METRIC_NAMES])
-            writer.writeheader()
-            writer.writerows(rows)
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {"images": [r for r in rows if r["image"] != "POOLED"], "pooled": pooled},
-                indent=2,
-                default=float,
-            )
-        )
+    _write_reports(
+        args,
+        ["image", "class", *METRIC_NAMES],
+        rows,
+        {"images": [r for r in rows if r["image"] != "POOLED"], "pooled": pooled},
+    )
     return 0
+
+
+def _check_reports(args: argparse.Namespace, inputs: list[Path]) -> None:
+    """--csv / --json: refused before any work when they exist (without --overwrite), name the
+    same file, or name one of the files this evaluation reads."""
+    from .core import UserInputError
+    from .core.safe_paths import refuse_inputs
+
+    reports = {
+        flag: Path(value) for flag, value in (("--csv", args.csv), ("--json", args.json)) if value
+    }
+    if len(reports) == 2 and reports["--csv"].resolve() == reports["--json"].resolve():
+        raise UserInputError("--csv and --json name the same file; give two file names")
+    for flag, path in reports.items():
+        refuse_inputs([path], inputs, flag)
+        if path.is_dir():
+            raise UserInputError(
+                f"{flag} {path} is a folder; give a file name such as scores.{flag[2:]}"
+            )
+        if (path.exists() or path.is_symlink()) and not args.overwrite:
+            raise UserInputError(f"{flag} {path} already exists; pass --overwrite to replace it")
+        if not path.resolve().parent.is_dir():
+            raise UserInputError(f"{flag} {path}: folder {path.parent} does not exist")
+
+
+def _write_reports(args: argparse.Namespace, fields: list[str], rows: list[dict], report) -> None:
+    """Write the --csv and --json reports atomically (checked by :func:`_check_reports`)."""
+    import io as _io
+
+    from .core.io import atomic_write
+
+    if args.csv:
+        text = _io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write(args.csv, lambda tmp: tmp.write_text(text.getvalue()))
+    if args.json:
+        data = json.dumps(report, indent=2, default=float)
+        atomic_write(args.json, lambda tmp: tmp.write_text(data))
 
 
 def _evaluate_instances(
@@ -1029,21 +1089,12 @@ def _evaluate_instances(
     print("IoU threshold  " + "  ".join(f"{n:>16}" for n in names))
     for t, m in pooled.items():
         print(f"{t:>13.2f}  " + "  ".join(f"{_fmt(m[n]):>16}" for n in names))
-    if args.csv:
-        with open(args.csv, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["image", "iou_threshold", *names])
-            writer.writeheader()
-            writer.writerows(
-                rows + [{"image": "POOLED", "iou_threshold": t, **m} for t, m in pooled.items()]
-            )
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {"images": rows, "pooled": {str(t): m for t, m in pooled.items()}},
-                indent=2,
-                default=float,
-            )
-        )
+    _write_reports(
+        args,
+        ["image", "iou_threshold", *names],
+        rows + [{"image": "POOLED", "iou_threshold": t, **m} for t, m in pooled.items()],
+        {"images": rows, "pooled": {str(t): m for t, m in pooled.items()}},
+    )
     return 0
 
 
@@ -1289,12 +1340,42 @@ def _run_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- entry point
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one ``napari-unet: error:`` line and exit status 2, like
+    every other refusal (argparse prints its usage block first)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(
+            EXIT_USER_ERROR,
+            f"napari-unet: error: {message} (see `{self.prog} --help`)\n",
+        )
+
+
+# Options whose core setting (core/limits.py) has another name.
+_LIMIT_NAMES = {"minutes": "max_minutes", "lr": "learning_rate"}
+_LIMIT_NAMES_BY_COMMAND = {
+    ("predict", "batch_size"): "predict_batch_size",
+    ("evaluate", "classes"): "evaluate_classes",
+}
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Every number given on the command line is finite and in its range (core/limits.py),
+    checked before any work starts."""
+    from .core.limits import LIMITS, check
+
+    for dest, value in vars(args).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        name = _LIMIT_NAMES_BY_COMMAND.get((args.command, dest)) or _LIMIT_NAMES.get(dest, dest)
+        if name in LIMITS:
+            check(name, value, "--" + dest.replace("_", "-"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
-        prog="napari-unet", description="U-Net segmentation from the command line."
-    )
+    parser = _Parser(prog="napari-unet", description="U-Net segmentation from the command line.")
     parser.add_argument("--version", action="version", version=f"napari-unet-torch {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -1312,6 +1393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .core.errors import UserInputError
 
     try:
+        check_numbers(args)
         return args.run(args)
     except UserInputError as err:
         if args.debug:

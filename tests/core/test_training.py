@@ -441,7 +441,7 @@ def test_zoom_augmentation_rescales_objects_with_their_labels(shape):
     # sampling may shift an edge by a pixel).
     assert min(runs) < 7 and max(runs) > 9
     assert min(runs) >= 3 and max(runs) <= 17
-    with pytest.raises(UserInputError, match="zoom must be between 1"):
+    with pytest.raises(UserInputError, match="zoom must be a number from 1 to 4"):
         TrainConfig(zoom=0.5)
 
 

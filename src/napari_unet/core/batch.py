@@ -18,8 +18,16 @@ from .inference import (
     run_to_end,
     stack_channel_axis,
 )
-from .ome_zarr import is_ome_zarr, output_axes, probability_layout, read_ome_zarr, write_ome_zarr
+from .ome_zarr import (
+    check_label_name,
+    is_ome_zarr,
+    output_axes,
+    probability_layout,
+    read_ome_zarr,
+    write_ome_zarr,
+)
 from .ome_zarr import write_labels_into as _write_labels_into
+from .safe_paths import refuse_inputs
 
 FORMATS = ("tif", "ome-zarr")
 
@@ -52,8 +60,10 @@ def plan_jobs(
     overwrite: bool = False,
 ) -> list[FileJob]:
     """The outputs of each input (``<name>_labels.tif`` ...); refuses colliding names, inputs
-    that cannot take labels, and existing outputs unless ``overwrite``."""
+    that cannot take labels, outputs that would land on (or inside) an input, a label name
+    that is not one plain name, and existing outputs unless ``overwrite``."""
     if into_input:
+        check_label_name(label_name)
         not_ome = [f.name for f in files if not is_ome_zarr(f)]
         if not_ome:
             raise UserInputError(
@@ -69,6 +79,12 @@ def plan_jobs(
     names = [j.labels.name for j in jobs]
     if not into_input and len(set(names)) != len(names):
         raise UserInputError("two inputs have the same file name; their outputs would collide")
+    refuse_inputs([out_dir], [f for f in files if f.is_dir()], "--out")
+    refuse_inputs(
+        [t for j in jobs for t in (None if into_input else j.labels, j.probabilities)],
+        files,
+        "the output",
+    )
     if not overwrite:
         existing = [str(t) for j in jobs for t in (j.labels, j.probabilities) if t and t.exists()]
         if existing:
@@ -77,6 +93,32 @@ def plan_jobs(
                 f"output exists: {', '.join(existing[:3])}{more}; pass --overwrite to replace"
             )
     return jobs
+
+
+OUTPUT_SUFFIXES = ("_labels", "_probabilities")
+
+
+def split_outputs_from_inputs(files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(inputs, skipped): ``<name>_labels.*`` and ``<name>_probabilities.*`` are the labels or
+    probabilities of ``<name>`` (written by an earlier run, or ground truth kept beside the
+    images), never images to segment, when ``<name>`` itself is among ``files``."""
+
+    def stem(path: Path) -> str:
+        return path.name[: -len(path.suffix)].removesuffix(".ome") if path.suffix else path.name
+
+    images = {(f.parent.resolve(), stem(f)) for f in files}
+    kept, skipped = [], []
+    for f in files:
+        name = stem(f)
+        owner = next(
+            (name.removesuffix(s) for s in OUTPUT_SUFFIXES if name.endswith(s) and name != s),
+            None,
+        )
+        if owner is not None and (f.parent.resolve(), owner) in images:
+            skipped.append(f)
+        else:
+            kept.append(f)
+    return kept, skipped
 
 
 def predict_file(
@@ -121,18 +163,32 @@ def predict_file(
 
 
 def write_results(job: FileJob, result: Prediction, ome, spatial_dims: int) -> None:
-    """Write a prediction where ``job`` says, in its format."""
-    if job.into_input:
-        _write_labels_into(ome, result.labels, job.label_name, overwrite=job.overwrite)
-    elif job.format == "ome-zarr":
-        _write_ome_zarr_outputs(ome, result, job, spatial_dims)
-    else:
-        io.write_image(job.labels, result.labels, overwrite=job.overwrite)
+    """Write a prediction where ``job`` says, in its format: the outputs of one image are
+    written as a set (all or none, see :func:`.io.write_outputs`)."""
+    outputs = []
+    if job.format == "ome-zarr" and not job.into_input:
+        outputs = _ome_zarr_outputs(ome, result, job, spatial_dims)
+    elif not job.into_input:
+        outputs.append(io.Output(job.labels, lambda tmp: _write_tiff(tmp, result.labels)))
     if job.probabilities is not None and job.format != "ome-zarr":
-        io.write_image(job.probabilities, result.probabilities, overwrite=job.overwrite)
+        outputs.append(
+            io.Output(job.probabilities, lambda tmp: _write_tiff(tmp, result.probabilities))
+        )
+    if job.into_input:  # the labels go inside the input; the probabilities file with them
+        for out in outputs:
+            if out.path.exists() and not job.overwrite:
+                raise UserInputError(f"{out.path} already exists; pass --overwrite to replace it")
+        _write_labels_into(ome, result.labels, job.label_name, overwrite=job.overwrite)
+    io.write_outputs(outputs, overwrite=job.overwrite, what=job.path.name)
 
 
-def _write_ome_zarr_outputs(ome, result: Prediction, job: FileJob, spatial_dims: int) -> None:
+def _write_tiff(path: Path, data) -> None:
+    import tifffile
+
+    tifffile.imwrite(path, data, compression="zlib", photometric="minisblack")
+
+
+def _ome_zarr_outputs(ome, result: Prediction, job: FileJob, spatial_dims: int) -> list:
     """Labels (and probabilities) as new OME-Zarr images with the input's axes and pixel sizes
     (plain images: axes named from the end, y and x last, pixel size 1)."""
     if ome is not None:
@@ -145,7 +201,21 @@ def _write_ome_zarr_outputs(ome, result: Prediction, job: FileJob, spatial_dims:
                 f"OME-Zarr holds at most 4 axes besides channels; the labels have {ndim}"
             )
         axes, scale, units = list("tzyx"[-ndim:]), [1.0] * ndim, {}
-    write_ome_zarr(job.labels, result.labels, axes, scale, units, overwrite=job.overwrite)
+    kind = {"folder": True, "is_ours": is_ome_zarr, "kind": "an OME-Zarr image"}
+    outputs = [
+        io.Output(
+            job.labels,
+            lambda tmp: write_ome_zarr(tmp, result.labels, axes, scale, units),
+            **kind,
+        )
+    ]
     if job.probabilities is not None:
         data, names, sizes = probability_layout(result.probabilities, axes, scale, spatial_dims)
-        write_ome_zarr(job.probabilities, data, names, sizes, units, overwrite=job.overwrite)
+        outputs.append(
+            io.Output(
+                job.probabilities,
+                lambda tmp: write_ome_zarr(tmp, data, names, sizes, units),
+                **kind,
+            )
+        )
+    return outputs

@@ -18,7 +18,6 @@ makes tiled output exact. napari-unet's own settings (preprocessing, classes, ta
 from __future__ import annotations
 
 import datetime as _dt
-import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -455,19 +454,33 @@ def export_package(
             errors = getattr(descr.validation_summary, "errors", []) or []
             detail = "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in errors[:3])
             raise UserInputError(f"the package did not validate: {detail or 'unknown reason'}")
+        from .io import Output, atomic_write, write_outputs
+
         try:
             if out.suffix.lower() == ".zip":
-                from .io import atomic_write
-
                 atomic_write(out, lambda path: save_bioimageio_package(descr, output_path=path))
-            else:
-                if out.exists():
-                    shutil.rmtree(out)
-                save_bioimageio_package_as_folder(descr, output_path=out)
+            else:  # a folder: replaces only a package folder, all or nothing
+                write_outputs(
+                    [
+                        Output(
+                            out,
+                            lambda path: save_bioimageio_package_as_folder(descr, output_path=path),
+                            folder=True,
+                            is_ours=lambda p: is_package_folder(p) or not any(p.iterdir()),
+                            kind="a bioimage.io package folder",
+                        )
+                    ],
+                    overwrite=overwrite,
+                )
         except ValueError as err:  # the spec's last checks (test tensors against the axes)
             detail = str(err).strip().splitlines()[-1]
             raise UserInputError(f"the package did not validate: {detail}") from err
     return out
+
+
+def is_package_folder(path: Path) -> bool:
+    """A folder holding a bioimage.io package (its ``rdf.yaml`` or ``bioimageio.yaml``)."""
+    return any((path / name).is_file() for name in ("rdf.yaml", "bioimageio.yaml"))
 
 
 def _title(text: str) -> str:

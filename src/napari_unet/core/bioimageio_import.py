@@ -31,7 +31,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import ModelFile, _check_class_names, _check_weights_fit, _read_archive
+from .checkpoint import (
+    ModelFile,
+    _check_class_names,
+    _check_weights_fit,
+    _read_archive,
+    _refuse_non_finite,
+)
 from .errors import CodeNotTrusted, ModelFileError, UserInputError
 from .model import UNetConfig
 from .normalize import Preprocessing, _sample, channels_first, check_image_array, read_block
@@ -202,7 +208,7 @@ def _our_model(package: Package) -> ModelFile:
         names = settings.get("class_names") or [
             str(n) for n in _channel_names(descr.outputs[0]) or []
         ]
-        return ModelFile(
+        model = ModelFile(
             config=config,
             preprocessing=Preprocessing.from_dict(settings.get("preprocessing") or {}),
             weights=weights,
@@ -216,6 +222,8 @@ def _our_model(package: Package) -> ModelFile:
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ModelFileError(f"{package.path} holds a damaged napari-unet network ({err})") from err
+    _refuse_non_finite(model.weights, package.path)
+    return model
 
 
 def _default_names(config: UNetConfig) -> list[str]:

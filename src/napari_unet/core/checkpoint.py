@@ -13,6 +13,7 @@ import datetime as _dt
 import io
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,6 +217,18 @@ def _check_finite(weights: dict[str, torch.Tensor], what: str) -> None:
         )
 
 
+def _refuse_non_finite(weights: dict[str, torch.Tensor], source: Path | str) -> None:
+    """Weights holding NaN or infinity would segment nothing (or everything): refused at load,
+    as images holding them are refused."""
+    bad = non_finite_entries(weights)
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise ModelFileError(
+            f"{source} holds NaN or infinite weights (in {bad[0]}{more}): the training that "
+            "wrote it diverged or the file was damaged; it cannot segment anything"
+        )
+
+
 def bundled_models() -> dict[str, Path]:
     """Models shipped inside the package, by name (e.g. ``"nuclei"``)."""
     if not _BUNDLED_DIR.is_dir():
@@ -237,6 +250,23 @@ def resolve_model_path(spec: str | os.PathLike) -> Path:
     )
 
 
+def _check_archive_integrity(path: Path) -> None:
+    """Every member of the zip archive matches its stored CRC-32: PyTorch's reader does not
+    check it, so flipped bytes in the weights would otherwise load without a word."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+        raise ModelFileError(
+            f"{path} is truncated or corrupt and cannot be read ({_first_line(err)})"
+        ) from err
+    if damaged is not None:
+        raise ModelFileError(
+            f"{path} is damaged: its checksum fails in {damaged.rsplit('/', 1)[-1]!r} "
+            "(flipped bytes, a bad copy or a failing disk); copy it again from a good source"
+        )
+
+
 def _read_archive(path: Path) -> Any:
     with open(path, "rb") as fh:
         magic = fh.read(4)
@@ -245,6 +275,7 @@ def _read_archive(path: Path) -> Any:
             f"{path} is not a PyTorch model file (it is not a torch.save archive); "
             "napari-unet model files are written by `napari-unet train` or the Train widget"
         )
+    _check_archive_integrity(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -298,7 +329,7 @@ def load_model(spec: str | os.PathLike) -> ModelFile:
         config = UNetConfig.from_dict(data["config"])
         weights = dict(data["weights"])
         _check_weights_fit(config, weights)
-        return ModelFile(
+        model = ModelFile(
             config=config,
             preprocessing=Preprocessing.from_dict(data["preprocessing"]),
             weights=weights,
@@ -313,6 +344,8 @@ def load_model(spec: str | os.PathLike) -> ModelFile:
         raise ModelFileError(
             f"{path} is an incomplete or damaged napari-unet model file ({what})"
         ) from err
+    _refuse_non_finite(model.weights, path)
+    return model
 
 
 def import_state_dict(
@@ -347,4 +380,5 @@ def import_state_dict(
         history={"imported_from": path.name},
     )
     _check_weights_fit(config, weights)  # a clear error now, without building the network
+    _refuse_non_finite(weights, path)
     return model

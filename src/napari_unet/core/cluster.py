@@ -47,6 +47,7 @@ from .inference import Segmenter, leading_shape, stack_channel_axis
 from .instances import BOUNDARY, INTERIOR, seeded_watershed
 from .normalize import ImageSource, channels_first, intensity_stats
 from .ome_zarr import axes_metadata, is_ome_zarr, output_axes, read_ome_zarr
+from .safe_paths import remove_output_tree
 from .stitching import block_layout, owned_objects
 from .tiling import predict_tiled, probabilities_to_labels
 
@@ -465,17 +466,28 @@ def _prepare_blocked(
                 f"{labels.name}: the interrupted run had other settings; "
                 "run without --resume (and with --overwrite) to start again"
             )
-        stats = tuple(np.asarray(s, np.float32) for s in before["stats"])
+        # float64 holds float32 stats exactly, and the wide ones of extreme images
+        stats = tuple(np.asarray(s, np.float64) for s in before["stats"])
     else:
         for path in (labels, prob):
             if path is not None and path.exists():
                 if not job.overwrite and not resume:
-                    raise UserInputError(f"{path} already exists; pass --overwrite to replace it")
-                shutil.rmtree(path)
+                    raise UserInputError(
+                        f"{path} already exists; pass --overwrite to replace it, or --resume "
+                        "to finish an interrupted run"
+                    )
+                remove_output_tree(
+                    path, root=path.parent, is_ours=is_ome_zarr, kind="an OME-Zarr image"
+                )
         # The scratch first and the outputs after it (and, at the end, the scratch removed
         # last): outputs without scratch are a finished run.
-        if work.exists():
-            shutil.rmtree(work)
+        if work.exists() or work.is_symlink():
+            remove_output_tree(
+                work,
+                root=work.parent,
+                is_ours=lambda w: (w / "zarr.json").is_file() or (w / "run.json").is_file(),
+                kind="the scratch of an interrupted run",
+            )
         work.mkdir(parents=True)
         group = zarr.open_group(str(work), mode="w")
         for name in ("done", "objects_done", "counts"):

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import limits
 from .arrays import moveaxis
 from .bioimageio_import import PackageModel, load_any_model, package_tiling
 from .checkpoint import ModelFile
@@ -116,6 +117,12 @@ class Segmenter:
         """Like :meth:`predict`, but a generator yielding tile progress; returns the result."""
         if output not in OUTPUTS:
             raise UserInputError(f"output must be one of {OUTPUTS}, got {output!r}")
+        for name, value in (
+            ("threshold", threshold), ("seed_threshold", seed_threshold), ("min_size", min_size),
+            ("predict_batch_size", batch_size),
+            *((("tile_size", t) for t in tile_size) if isinstance(tile_size, tuple) else [("tile_size", tile_size)]),
+        ):  # fmt: skip
+            limits.check(name, value, name.removeprefix("predict_").replace("_", " "))
         config = self.model_file.config
         tiling = {
             "tile_size": tile_size,

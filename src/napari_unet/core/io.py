@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,7 +158,8 @@ def _write_failure(path: Path, err: OSError) -> str:
 
 
 def _remove_orphaned_temporaries(path: Path) -> None:
-    """Delete ``.<name>.<pid>.*`` files beside ``path`` whose writing process is gone."""
+    """Delete ``.<name>.<pid>.*`` files (and staged folders) beside ``path`` whose writing
+    process is gone."""
     try:
         candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*"))
     except OSError:
@@ -163,7 +167,78 @@ def _remove_orphaned_temporaries(path: Path) -> None:
     for candidate in candidates:
         pid = candidate.name[len(path.name) + 2 :].split(".", 1)[0]
         if pid.isdigit() and not _process_alive(int(pid)):
-            candidate.unlink(missing_ok=True)
+            _discard(candidate)
+
+
+def _discard(path: Path) -> None:
+    """Remove a temporary file or staged folder of ours, quietly (a read-only folder refuses
+    even to unlink what is not there)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output of a set written by :func:`write_outputs`: ``write(tmp)`` writes it to a
+    temporary path; ``folder`` outputs (OME-Zarr images) are folders, replaced only when
+    ``is_ours`` says the existing folder is one this command writes (``kind`` names it)."""
+
+    path: Path
+    write: Callable[[Path], None]
+    folder: bool = False
+    is_ours: Callable[[Path], bool] | None = None
+    kind: str = "an output of this command"
+
+
+def write_outputs(outputs: list[Output], *, overwrite: bool = False, what: str = "") -> None:
+    """Write a set of outputs all or none: each to a temporary path beside its target first,
+    and only when every one is complete are they renamed into place. On a failure (disk full,
+    Ctrl-C) the temporaries are removed and no target has changed; the error says so for
+    ``what`` (e.g. the input image's name)."""
+    for out in outputs:
+        if out.path.exists() or out.path.is_symlink():
+            if not overwrite:
+                raise UserInputError(f"{out.path} already exists; pass --overwrite to replace it")
+            if out.folder != (out.path.is_dir() and not out.path.is_symlink()):
+                raise UserInputError(
+                    f"refusing to replace {out.path}: it is a "
+                    f"{'file' if out.folder else 'folder or link'}, not {out.kind}"
+                )
+    staged: list[tuple[Output, Path]] = []
+    try:
+        for out in outputs:
+            _remove_orphaned_temporaries(out.path)
+            tmp = out.path.with_name(
+                f".{out.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{out.path.suffix or '.tmp'}"
+            )
+            staged.append((out, tmp))
+            out.write(tmp)
+            if not out.folder:
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                default_permissions(tmp)
+    except BaseException as err:
+        for _, tmp in staged:
+            _discard(tmp)
+        if isinstance(err, OSError):
+            failed = staged[-1][0].path if staged else outputs[0].path
+            message = _write_failure(failed, err)
+            if len(outputs) > 1:
+                message += f"; none of the {len(outputs)} outputs{' of ' + what if what else ''} was written"
+            raise UserInputError(message) from err
+        raise
+    for out, tmp in staged:  # renames: no new space needed, so nothing fails half-way here
+        if out.folder and out.path.exists():
+            from .safe_paths import remove_output_tree
+
+            remove_output_tree(
+                out.path, root=out.path.parent, is_ours=out.is_ours or (lambda _: True),
+                kind=out.kind,
+            )  # fmt: skip
+        os.replace(tmp, out.path)
 
 
 def _process_alive(pid: int) -> bool:

@@ -223,26 +223,49 @@ def intensity_stats(
     channels = sample.shape[0]
     if preprocessing.norm == "none":
         return np.zeros(channels, np.float32), np.ones(channels, np.float32)
+    # Percentiles of values near the float64 limit (1e308) overflow in their interpolation:
+    # measured on the sample divided by a power of two (exact), and multiplied back.
+    shrink = 1.0
+    if sample.dtype.kind == "f" and sample.size and float(np.abs(sample).max()) > _FLOAT64_SAFE:
+        shrink = 2.0**-64
+        sample = sample.astype(np.float64) * shrink
     if preprocessing.norm == "fixed":
-        lo = np.full(channels, preprocessing.fixed_min, np.float32)
-        hi = np.full(channels, preprocessing.fixed_max, np.float32)
+        lo = np.full(channels, preprocessing.fixed_min * shrink, np.float64)
+        hi = np.full(channels, preprocessing.fixed_max * shrink, np.float64)
     elif preprocessing.per_channel:
         flat = sample.reshape(channels, -1)
-        lo, hi = np.percentile(flat, [preprocessing.low, preprocessing.high], axis=1).astype(
-            np.float32
-        )
+        lo, hi = np.percentile(flat, [preprocessing.low, preprocessing.high], axis=1)
     else:
         lo_v, hi_v = np.percentile(sample, [preprocessing.low, preprocessing.high])
-        lo = np.full(channels, lo_v, np.float32)
-        hi = np.full(channels, hi_v, np.float32)
+        lo = np.full(channels, lo_v, np.float64)
+        hi = np.full(channels, hi_v, np.float64)
     scale = hi - lo
     # A flat channel (e.g. an empty one) would divide by zero; leave it unscaled instead.
-    flat = scale <= 1e-12
-    scale[flat] = 1.0
+    flat = scale <= 1e-12 * shrink
+    scale[flat] = 1.0 * shrink
     if _inverted(sample, lo, scale, ~flat, preprocessing.invert):
         # (x - hi) / (lo - hi) = 1 - (x - lo) / (hi - lo): the same map, upside down.
-        return (lo + scale).astype(np.float32), (-scale).astype(np.float32)
-    return lo, scale.astype(np.float32)
+        lo, scale = lo + scale, -scale
+    with np.errstate(over="ignore"):
+        lo, scale = lo / shrink, scale / shrink
+    # A range wider than float64 holds (-1e308 to 1e308) stays the widest finite one.
+    scale = np.clip(scale, -np.finfo(np.float64).max, np.finfo(np.float64).max)
+    if _fits_float32(lo, scale):
+        return lo.astype(np.float32), scale.astype(np.float32)
+    return lo, scale  # float64: apply_stats then normalises in float64
+
+
+_FLOAT64_SAFE = 1e300  # beyond this, sums and differences of two values may overflow float64
+_FLOAT32_SAFE = 1e30  # offsets and scales within this normalise in float32 without overflow
+
+
+def _fits_float32(offset: np.ndarray, scale: np.ndarray) -> bool:
+    magnitude = np.abs(scale)
+    return bool(
+        np.all(np.abs(offset) < _FLOAT32_SAFE)
+        and np.all(magnitude < _FLOAT32_SAFE)
+        and np.all(magnitude > 1 / _FLOAT32_SAFE)
+    )
 
 
 def _inverted(
@@ -260,12 +283,34 @@ def _inverted(
 
 
 def apply_stats(block: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Normalise a raw (C, ...) block with per-channel ``offset`` and ``scale`` to float32."""
+    """Normalise a raw (C, ...) block with per-channel ``offset`` and ``scale`` to float32.
+
+    Usual images are normalised in float32. Where the stats (or the block's values) exceed
+    what float32 holds, the arithmetic is done in float64 and the result limited to
+    +-``NORMALISED_LIMIT``: always finite, whatever the values."""
     shape = (-1,) + (1,) * (block.ndim - 1)
-    out = block.astype(np.float32)  # always a copy: the caller's array is never modified
-    out -= offset.reshape(shape)
-    out /= scale.reshape(shape)
-    return out
+    wide = (
+        block.dtype.itemsize == 8
+        and block.dtype.kind in "fiu"
+        and block.size > 0
+        and float(np.abs(block).max()) > _FLOAT32_SAFE
+    )
+    if not wide and _fits_float32(offset, scale):
+        out = block.astype(np.float32)  # always a copy: the caller's array is never modified
+        out -= offset.reshape(shape).astype(np.float32)
+        out /= scale.reshape(shape).astype(np.float32)
+        return out
+    offset64 = np.asarray(offset, np.float64).reshape(shape)
+    scale64 = np.asarray(scale, np.float64).reshape(shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # x / s - o / s: no difference of two values near the float64 limit.
+        out64 = block.astype(np.float64) / scale64 - offset64 / scale64
+    np.nan_to_num(out64, copy=False, nan=0.0, posinf=NORMALISED_LIMIT, neginf=-NORMALISED_LIMIT)
+    np.clip(out64, -NORMALISED_LIMIT, NORMALISED_LIMIT, out=out64)
+    return out64.astype(np.float32)
+
+
+NORMALISED_LIMIT = 1e6  # normalised values are ~0-1; far beyond that a value only says "bright"
 
 
 class ImageSource:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UserInputError
+from .safe_paths import check_name, remove_output_tree
 
 
 def _attributes(path: Path) -> dict[str, Any]:
@@ -154,10 +154,10 @@ def write_ome_zarr(
     from ome_zarr.writer import write_image
 
     path = Path(path)
-    if path.exists():
+    if path.exists() or path.is_symlink():
         if not overwrite:
             raise UserInputError(f"{path} already exists; pass --overwrite to replace it")
-        shutil.rmtree(path)
+        remove_output_tree(path, root=path.parent, is_ours=is_ome_zarr, kind="an OME-Zarr image")
     group = zarr.open_group(str(path), mode="w")
     write_image(
         np.asarray(data), group, scale_factors=(), axes=axes_metadata(axes, units or {}),
@@ -166,22 +166,31 @@ def write_ome_zarr(
     return path
 
 
+def check_label_name(name: str) -> str:
+    """A label name (``--label-name``) is one plain path component under ``IMAGE/labels/``."""
+    return check_name(name, "the label name")
+
+
 def write_labels_into(
     image: OmeZarrImage, labels: np.ndarray, name: str = "napari-unet", *, overwrite: bool = False
 ) -> Path:
     """Write ``labels`` into the image's ``labels/NAME`` group (NGFF labels), with its pixel
-    sizes; an existing label of that name is replaced only with ``overwrite``."""
+    sizes; an existing label of that name is replaced only with ``overwrite``, and only when
+    it is a labels image inside ``IMAGE/labels/`` (``name`` is one plain name, never a path)."""
     _needs_ome_zarr()
     import zarr
     from ome_zarr.writer import write_labels
 
+    check_label_name(name)
     target = image.path / "labels" / name
-    if target.exists():
+    if target.exists() or target.is_symlink():
         if not overwrite:
             raise UserInputError(
                 f"{image.path.name} already holds labels/{name}; pass --overwrite to replace them"
             )
-        shutil.rmtree(target)
+        remove_output_tree(
+            target, root=image.path / "labels", is_ours=is_ome_zarr, kind="an OME-Zarr labels image"
+        )
     axes, scale = output_axes(image)
     group = zarr.open_group(str(image.path), mode="a")
     write_labels(

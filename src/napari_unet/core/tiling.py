@@ -213,6 +213,13 @@ def _shift(core: tuple[slice, ...], region: tuple[slice, ...]) -> tuple[slice, .
     )
 
 
+NON_FINITE_OUTPUT = (
+    "the network's output is not finite (NaN or infinity), so no segmentation was written: "
+    "the model's weights or the image's values are out of range for the precision it ran in "
+    "(NAPARI_UNET_PRECISION=float32 runs it in float32)"
+)
+
+
 def activation(logits: torch.Tensor) -> torch.Tensor:
     """Logits to probabilities: sigmoid for one output channel, softmax over channels otherwise."""
     return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
@@ -347,6 +354,8 @@ def predict_tiled(
                     else:
                         logits = model(x)
                     prob = finish(logits.float()).cpu().numpy()
+                if not np.isfinite(prob).all():
+                    raise UserInputError(NON_FINITE_OUTPUT)
             except (torch.OutOfMemoryError, RuntimeError) as err:
                 if not _out_of_memory(err):
                     raise

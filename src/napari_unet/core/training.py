@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import limits
 from .checkpoint import ModelFile, default_class_names, non_finite_entries
 from .data import (
     FEW_IMAGES,
@@ -95,28 +96,19 @@ class TrainConfig:
     precision: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise UserInputError(f"epochs must be at least 1, got {self.epochs}")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise UserInputError(
-                f"the time budget must be positive, got {self.max_minutes} minutes"
-            )
-        if self.learning_rate <= 0:
-            raise UserInputError(f"learning rate must be positive, got {self.learning_rate}")
+        # Every number in its range (core/limits.py, shared with the CLI and the widget).
+        for name in (
+            "epochs", "max_minutes", "steps_per_epoch", "batch_size", "patch_size",
+            "learning_rate", "weight_decay", "val_fraction", "zoom", "foreground_fraction",
+            "seed",
+        ):  # fmt: skip
+            limits.check(name, getattr(self, name))
         if self.lr_schedule not in LR_SCHEDULES:
             raise UserInputError(
                 f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
             )
         if self.loss not in LOSSES:
             raise UserInputError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if not 0 <= self.val_fraction < 1:
-            raise UserInputError(f"validation fraction must be in [0, 1), got {self.val_fraction}")
-        if not 1.0 <= self.zoom <= 4.0:
-            raise UserInputError(f"zoom must be between 1 (no rescaling) and 4, got {self.zoom}")
-        for name in ("batch_size", "patch_size", "steps_per_epoch"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise UserInputError(f"{name} must be at least 1, got {value}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
