@@ -19,6 +19,8 @@ from typing import Any
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a Unix tool killed by a closed pipe
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -329,7 +331,10 @@ def _train(args: argparse.Namespace, world) -> int:
         and not args.overwrite
         and not (args.resume and Path(args.resume).resolve() == out.resolve())
     ):
-        raise UserInputError(f"{out} already exists; pass --overwrite to replace it")
+        raise UserInputError(
+            f"{out} already exists; pass --overwrite to replace it, or continue the training "
+            f"it holds with --resume {out} --out {out}"
+        )
     if bool(args.val_images) != bool(args.val_labels):
         raise UserInputError("give both --val-images and --val-labels, or neither")
     if (args.label_mode == "corrections") != bool(args.predictions):
@@ -505,7 +510,8 @@ def _train(args: argparse.Namespace, world) -> int:
         disable=None,  # no bar when stderr is not a terminal; epoch lines still print
     )
     generator = trainer.train()
-    interrupted = started = False
+    interrupted: str | bool = False
+    started = False
     diverged = lost = None
     try:
         for progress in generator:
@@ -528,8 +534,8 @@ def _train(args: argparse.Namespace, world) -> int:
                     f"val {trainer.score_name} {_fmt(progress.val_score)}{'  (best, saved)' if progress.improved else ''}",
                     file=sys.stderr,  # progress goes to stderr; stdout stays for results
                 )
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (Terminated): save, then stop
+        interrupted = "terminated (SIGTERM)" if isinstance(err, Terminated) else "stopped"
     except TrainingDiverged as err:
         diverged = err  # the trainer is back on its best finite weights: save those
     except RuntimeError as err:
@@ -549,12 +555,15 @@ def _train(args: argparse.Namespace, world) -> int:
         ) from lost
     best = trainer.state.best_score
     print(
-        f"{'stopped' if interrupted else 'done'} after {trainer.state.step} steps, {trainer.state.seconds:.0f} s; "
+        f"{interrupted or 'done'} after {trainer.state.step} steps, {trainer.state.seconds:.0f} s; "
         f"best validation {trainer.score_name} {_fmt(best) if trainer.val_pairs else '- (no validation data)'}"
-        f"{'; ' + KEPT_START if trainer.kept_start else ''}; model saved to {out}",
+        f"{'; ' + KEPT_START if trainer.kept_start else ''}; model saved to {out}"
+        f"{f'; continue with --resume {out}' if interrupted else ''}",
         file=sys.stderr,
     )
-    return EXIT_INTERRUPTED if interrupted else 0
+    if interrupted:
+        return EXIT_TERMINATED if interrupted.startswith("terminated") else EXIT_INTERRUPTED
+    return 0
 
 
 _PLANNED = ("depth", "base_features", "patch_size", "batch_size")
@@ -1386,20 +1395,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what SLURM, Kubernetes and ``kill`` send): stopped as Ctrl-C stops, with
+    training saved, then exit status 143."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _os_error_line(err: OSError) -> str:
+    """One line for an error of the file system, naming the file and what to do."""
+    import errno
+
+    where = f" {err.filename}" if err.filename else ""
+    reasons = {
+        errno.ENAMETOOLONG: "the file name is too long for this file system; choose a shorter one",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.EISDIR: "it is a folder; give a file name",
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "the file system is read-only",
+        errno.ENOENT: "no such file or folder",
+        errno.EEXIST: "it already exists",
+    }
+    reason = reasons.get(err.errno, err.strerror or str(err))
+    return f"cannot use{where}: {reason}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 internal error, 2 bad input, 130 interrupted)."""
+    """Run the CLI; returns the exit status (0 ok, 1 internal error, 2 bad input, 130
+    interrupted, 143 terminated by SIGTERM, 141 when the reader of its output went away)."""
+    import signal
+    import threading
+
     parser = build_parser()
     args = parser.parse_args(argv)
     from .core.errors import UserInputError
 
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    else:
+        previous = None
     try:
         check_numbers(args)
-        return args.run(args)
+        status = args.run(args)
+        sys.stdout.flush()  # a full disk or a closed pipe on stdout shows here, not at exit
+        return status
+    except BrokenPipeError:
+        # `napari-unet evaluate ... | head -1`: the reader has all it wanted. Quiet, as Unix
+        # tools are; stdout goes to /dev/null so that Python's exit flush does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except UserInputError as err:
         if args.debug:
             raise
-        print(f"napari-unet: error: {err}", file=sys.stderr)
+        print(f"napari-unet: error: {_one_line(str(err))}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Terminated:
+        print("napari-unet: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("napari-unet: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -1409,14 +1467,45 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USER_ERROR
+    except OSError as err:  # the file system said no: the user's to fix, not a bug
+        if args.debug:
+            raise
+        if err.errno is not None:
+            if _stdout_failed(err):
+                print(
+                    "napari-unet: error: cannot write to standard output: "
+                    + _os_error_line(err).split(": ", 1)[-1],
+                    file=sys.stderr,
+                )
+            else:
+                print(f"napari-unet: error: {_os_error_line(err)}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        return _internal_error(err)
     except Exception as err:  # a bug: one line, with the way to see more
         if args.debug:
             raise
-        print(
-            f"napari-unet: internal error: {type(err).__name__}: {err} (run with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return EXIT_INTERNAL
+        return _internal_error(err)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stdout_failed(err: OSError) -> bool:
+    return err.filename is None and not sys.stdout.isatty() and err.errno in (28, 122)
+
+
+def _internal_error(err: BaseException) -> int:
+    print(
+        f"napari-unet: internal error: {type(err).__name__}: {_one_line(str(err))} "
+        "(run with --debug for the traceback)",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL
+
+
+def _one_line(text: str) -> str:
+    """Messages are one line: a wrapped one (YAML's, pydantic's) is joined back."""
+    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
 
 
 if __name__ == "__main__":

@@ -90,7 +90,8 @@ def plan_jobs(
         if existing:
             more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
             raise UserInputError(
-                f"output exists: {', '.join(existing[:3])}{more}; pass --overwrite to replace"
+                f"output exists: {', '.join(existing[:3])}{more}; pass --overwrite to replace "
+                "it (with --cluster, --resume finishes an interrupted run and keeps what it wrote)"
             )
     return jobs
 

@@ -329,6 +329,11 @@ def export_package(
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserInputError(f"{out} already exists; pass --overwrite to replace it")
+    if out.suffix.lower() != ".zip" and (out.is_file() or out.is_symlink()):
+        raise UserInputError(
+            f"{out} is a file, and a package without .zip is a folder: give a .zip name or a "
+            "new folder (the file is not replaced)"
+        )
     if out.is_dir() and any(out.iterdir()):
         from .bioimageio_import import is_package
 

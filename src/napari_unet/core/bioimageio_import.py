@@ -113,6 +113,81 @@ def needs_bioimageio() -> None:
     check()
 
 
+# A model description is a few kB of YAML. These bounds refuse, before any YAML library
+# expands it, a file built to exhaust memory or time ("billion laughs": aliases of aliases).
+DESCRIPTION_MAX_BYTES = 1_000_000
+DESCRIPTION_MAX_DEPTH = 64
+DESCRIPTION_MAX_NODES = 1_000_000  # values once every alias is expanded
+
+
+def check_description_size(path: Path) -> None:
+    """Refuse a description file that is too large, too deeply nested, expands (through YAML
+    aliases) to too many values, or holds tags that plain YAML does not know. The nesting is
+    scanned event by event and the expansion counted on the composed graph, where an alias is
+    one shared node: time and memory stay linear in the file's size."""
+    import yaml
+
+    size = path.stat().st_size
+    if size > DESCRIPTION_MAX_BYTES:
+        raise UserInputError(
+            f"{path.name} is {size:,} bytes; a model description is a few kB "
+            f"(at most {DESCRIPTION_MAX_BYTES:,} read): not a bioimage.io package"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+        depth = deepest = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                deepest = max(deepest, depth)
+                if deepest > DESCRIPTION_MAX_DEPTH:
+                    raise UserInputError(
+                        f"{path.name} nests more than {DESCRIPTION_MAX_DEPTH} levels deep: "
+                        "refused, as a file built to exhaust memory would be"
+                    )
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        expanded = _expanded_size(yaml.compose(text, Loader=yaml.SafeLoader))
+        if expanded > DESCRIPTION_MAX_NODES:
+            raise UserInputError(
+                f"{path.name} expands through YAML aliases to {expanded:,} values (at most "
+                f"{DESCRIPTION_MAX_NODES:,} read): refused, as a file built to exhaust memory "
+                "would be"
+            )
+        yaml.safe_load(text)  # bounded now; refuses tags such as !!python/object
+    except UnicodeDecodeError as err:
+        raise UserInputError(f"{path.name} is not UTF-8 text: not a model description") from err
+    except yaml.YAMLError as err:
+        detail = " ".join(str(err).split())
+        raise UserInputError(f"{path.name} is not valid YAML: {detail[:200]}") from err
+
+
+def _expanded_size(root: Any) -> int:
+    """Values in the YAML graph once its aliases (shared nodes) are expanded: each node's size
+    computed once (iteratively, children first), so a billion laughs costs its few nodes."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    stack = [(root, False)] if root is not None else []
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            sizes[id(node)] = 1
+            continue
+        if children_done:
+            sizes[id(node)] = min(1 + sum(sizes[id(c)] for c in children), 2**62)
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes.get(id(root), 0)
+
+
 def open_package(path: str | Path) -> Package:
     """Validate and open a package (folder, zip or description file), or raise one clear error."""
     needs_bioimageio()
@@ -135,6 +210,12 @@ def open_package(path: str | Path) -> Package:
     rdf = _description_in(root) if root.is_dir() and (path.is_dir() or tmp) else path
     if rdf is None:
         raise UserInputError(f"{path} holds no bioimageio.yaml or rdf.yaml")
+    try:
+        check_description_size(rdf)
+    except UserInputError:
+        if tmp is not None:
+            tmp.cleanup()
+        raise
     with warnings.catch_warnings(), contextlib.redirect_stderr(_io.StringIO()):
         warnings.simplefilter("ignore")
         try:

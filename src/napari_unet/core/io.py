@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import re
 import shutil
@@ -62,12 +63,13 @@ def read_image(path: str | os.PathLike, *, memmap: bool = False) -> np.ndarray:
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            if memmap:
-                try:
-                    return tifffile.memmap(path, mode="r")
-                except ValueError:
-                    pass  # compressed or tiled: not mappable, read it instead
-            return tifffile.imread(path)
+            with _quiet_tifffile():
+                if memmap:
+                    try:
+                        return tifffile.memmap(path, mode="r")
+                    except ValueError:
+                        pass  # compressed or tiled: not mappable, read it instead
+                return tifffile.imread(path)
         import imageio.v3 as iio
 
         image = np.asarray(iio.imread(path))
@@ -78,9 +80,37 @@ def read_image(path: str | os.PathLike, *, memmap: bool = False) -> np.ndarray:
         if "backend" in detail:  # imageio's way of saying "no decoder recognises this file"
             detail = f"not a {suffix.lstrip('.').upper()} image, or a damaged one"
         raise UserInputError(f"cannot read {path}: {detail}") from err
-    if suffix == ".gif" and image.ndim >= 3 and image.shape[0] == 1:
-        image = image[0]
+    if suffix == ".gif":
+        if image.ndim >= 3 and image.shape[0] == 1:
+            image = image[0]
+        image = _grey_if_grey(image)
     return image
+
+
+def _grey_if_grey(image: np.ndarray) -> np.ndarray:
+    """GIFs are palette images that decoders hand back as RGB(A): one whose colours are all
+    grey (and opaque) is a grey image, and comes back as one channel."""
+    if image.ndim not in (3, 4) or image.shape[-1] not in (3, 4):
+        return image
+    rgb = image[..., :3]
+    if image.shape[-1] == 4 and not np.all(image[..., 3] == image[..., 3].max()):
+        return image  # real transparency: keep the colour channels as they are
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+        return np.ascontiguousarray(rgb[..., 0])
+    return image
+
+
+@contextlib.contextmanager
+def _quiet_tifffile():
+    """tifffile logs what it repairs or cannot read ("invalid offset to first page"); the
+    reader's one error line (or a good image) is what the user should see, not its log."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _open_zarr(path: Path):

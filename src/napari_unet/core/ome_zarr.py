@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UserInputError
-from .safe_paths import check_name, remove_output_tree
+from .safe_paths import check_name, is_inside, remove_output_tree
 
 
 def _attributes(path: Path) -> dict[str, Any]:
@@ -67,6 +67,33 @@ class OmeZarrImage:
         return self.axes.index("c") if "c" in self.axes else None
 
 
+def _check_multiscales(path: Path) -> None:
+    """The metadata the reader relies on has the NGFF shape: a list of multiscales whose first
+    lists datasets with a path each, level 0 present on disk."""
+    meta = _attributes(path).get("multiscales")
+
+    def malformed(what: str) -> UserInputError:
+        return UserInputError(f"{path} is a malformed OME-Zarr image: {what}")
+
+    if not isinstance(meta, list) or not meta or not isinstance(meta[0], dict):
+        raise malformed("'multiscales' must be a list of multiscale descriptions")
+    datasets = meta[0].get("datasets")
+    if not isinstance(datasets, list) or not datasets or not isinstance(datasets[0], dict):
+        raise malformed("'datasets' must be a list of levels, each with a 'path'")
+    level0 = datasets[0].get("path")
+    if not isinstance(level0, str) or not level0:
+        raise malformed("level 0 has no 'path'")
+    target = path / level0
+    if not is_inside(target, path) or not target.is_dir():
+        raise malformed(f"level 0 ({level0!r}) is missing")
+    axes = meta[0].get("axes")
+    if axes is not None and not isinstance(axes, list):
+        raise malformed("'axes' must be a list")
+    for transform in datasets[0].get("coordinateTransformations") or []:
+        if not isinstance(transform, dict):
+            raise malformed("coordinateTransformations must be a list of mappings")
+
+
 def read_ome_zarr(path: str | os.PathLike) -> OmeZarrImage:
     """Open an OME-Zarr image (level 0, lazily) with its axes and pixel sizes."""
     _needs_ome_zarr()
@@ -74,6 +101,7 @@ def read_ome_zarr(path: str | os.PathLike) -> OmeZarrImage:
     from ome_zarr.reader import Multiscales, Reader
 
     path = Path(path)
+    _check_multiscales(path)
     location = parse_url(str(path), mode="r")
     if location is None:
         raise UserInputError(f"{path} is not a readable OME-Zarr image")
@@ -83,6 +111,9 @@ def read_ome_zarr(path: str | os.PathLike) -> OmeZarrImage:
     quiet.setLevel(logging.ERROR)
     try:
         nodes = [n for n in Reader(location)() if n.load(Multiscales) is not None]
+    except Exception as err:  # the reader's own errors on a malformed store, whatever they are
+        detail = " ".join(str(err).split())[:160] or type(err).__name__
+        raise UserInputError(f"{path} is a malformed OME-Zarr image ({detail})") from err
     finally:
         quiet.setLevel(level)
     if not nodes:
