@@ -144,3 +144,16 @@ def test_a_full_standard_output_is_one_line():
         _, err = process.communicate(timeout=120)
     assert process.returncode == 2, err
     assert err.strip() == "napari-unet: error: cannot write to standard output: the disk is full"
+
+
+def test_the_decoders_log_stays_out_of_the_error(tmp_path):
+    """tifffile logs what it cannot read; in a real process (pytest's own logging would catch
+    it here) the user sees only the one error line."""
+    from tests.hostile_inputs import _bad_tiff_offset
+
+    argv = _bad_tiff_offset(tmp_path)
+    process = _cli(*argv, stdout=subprocess.DEVNULL)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2, err
+    assert "tifffile" not in err and "invalid offset" not in err, err
+    assert err.strip().splitlines()[-1].startswith("napari-unet: error: cannot read"), err

@@ -77,7 +77,9 @@ def read_image(path: str | os.PathLike, *, memmap: bool = False) -> np.ndarray:
         raise
     except Exception as err:  # any decoder error means the same thing to the user
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "backend" in detail:  # imageio's way of saying "no decoder recognises this file"
+        if "backend" in detail or isinstance(err, (IndexError, KeyError, TypeError)):
+            # imageio's way of saying "no decoder recognises this file", or a decoder tripping
+            # over a structure it did not expect: either way the file is not a readable image
             detail = f"not a {suffix.lstrip('.').upper()} image, or a damaged one"
         raise UserInputError(f"cannot read {path}: {detail}") from err
     if suffix == ".gif":
