@@ -134,7 +134,7 @@ def _disk_full(tmp: Path) -> list[str]:
     """Room for the labels (compressed) but not for the float32 probabilities."""
     out = _tiny_disk(tmp, "48k")
     rng = np.random.default_rng(0)
-    argv = _predict(tmp, rng.integers(0, 60000, (128, 256), dtype=np.uint16))
+    argv = _predict(tmp, rng.integers(0, 60000, (256, 512), dtype=np.uint16))
     return [*argv[:-2], "--out", str(out), "--probabilities"]
 
 
