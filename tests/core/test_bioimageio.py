@@ -471,3 +471,34 @@ def test_cli_refuses_foreign_code_in_one_line(tmp_path):
     trusted = _cli(*args, "--trust-code", "--output", "probabilities")
     assert trusted.returncode == 0, trusted.stderr
     assert (tmp_path / "o" / "img_probabilities.tif").is_file()
+
+
+def test_reference_tool_passes_our_package_where_napari_unet_is_not_installed(
+    nuclei_package, tmp_path
+):
+    """A user of bioimage.io's tools has torch and bioimageio.core, not napari-unet: the
+    package's pytorch_state_dict weights must run from the architecture file it carries. A
+    throwaway environment sees this one's packages but not napari-unet (its editable install
+    is a .pth hook, not read there)."""
+    import site
+    import venv
+
+    env = tmp_path / "env"
+    venv.create(env, with_pip=False)
+    python = env / "bin" / "python"
+    inner = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    ours = [p for p in site.getsitepackages() if p.endswith("site-packages")]
+    # A plain path line: its folder is on sys.path, but the .pth hooks inside it are not run.
+    (Path(inner) / "borrowed.pth").write_text("\n".join(ours) + "\n")
+    missing = subprocess.run([str(python), "-c", "import napari_unet"], capture_output=True)
+    assert missing.returncode != 0, "napari-unet is importable in the throwaway environment"
+    done = subprocess.run(
+        [str(python), "-m", "bioimageio.core", "test", str(nuclei_package),
+         "--weight-format", "pytorch_state_dict"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "napari_unet" not in done.stderr

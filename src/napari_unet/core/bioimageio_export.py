@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from .architecture_source import ARCHITECTURE_CALLABLE, write_standalone_source
 from .checkpoint import ModelFile, bundled_models
 from .errors import UserInputError
 from .export import check_exportable, export_network
@@ -45,7 +46,6 @@ UNET_PAPER = {
     "Biomedical Image Segmentation. MICCAI 2015.",
     "doi": "10.1007/978-3-319-24574-4_28",
 }
-ARCHITECTURE = {"import_from": "napari_unet.core.model", "callable": "build_unet"}
 _SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "nuclei.png"
 
 
@@ -367,6 +367,8 @@ def export_package(
         tifffile.imwrite(tmp / "sample_output.tif", y[0], photometric="minisblack")
         (tmp / "README.md").write_text(_documentation(model, name, inverted))
         (tmp / "weights_state_dict.pt").write_bytes(_state_dict_bytes(model))
+        # The network's code travels with the package: runners need torch, not napari-unet.
+        source, sha256 = write_standalone_source(tmp)
         export_network(model, tmp / "weights_torchscript.pt", "torchscript", probabilities=False)
         export_network(model, tmp / "weights.onnx", "onnx", probabilities=False)
         import onnx
@@ -434,7 +436,12 @@ def export_package(
             "weights": {
                 "pytorch_state_dict": {
                     "source": "weights_state_dict.pt",
-                    "architecture": {**ARCHITECTURE, "kwargs": config.to_dict()},
+                    "architecture": {
+                        "source": source,
+                        "sha256": sha256,
+                        "callable": ARCHITECTURE_CALLABLE,
+                        "kwargs": config.to_dict(),
+                    },
                     "pytorch_version": torch_version,
                 },
                 "torchscript": {

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .architecture_source import ARCHITECTURE_FILE
 from .checkpoint import (
     ModelFile,
     _check_class_names,
@@ -246,13 +247,19 @@ def _formats(descr: Any) -> list[str]:
 
 
 def _is_ours(descr: Any) -> bool:
+    """A package napari-unet wrote: its U-Net named by our module (packages before
+    2026-11-30) or carried as our architecture file, with our settings beside it. Its network
+    is then rebuilt from the settings by napari-unet's own code: the file is never run here."""
     state = getattr(descr.weights, "pytorch_state_dict", None)
     arch = getattr(state, "architecture", None)
-    return (
-        arch is not None
-        and getattr(arch, "import_from", None) == OUR_ARCHITECTURE[0]
-        and str(getattr(arch, "callable", "")) == OUR_ARCHITECTURE[1]
-    )
+    if arch is None or str(getattr(arch, "callable", "")) != OUR_ARCHITECTURE[1]:
+        return False
+    if getattr(arch, "import_from", None) == OUR_ARCHITECTURE[0]:
+        return True
+    source = getattr(arch, "source", None)
+    name = str(getattr(source, "path", None) or source or "").rsplit("/", 1)[-1]
+    settings = (descr.config.model_dump() or {}).get("napari_unet")
+    return name == ARCHITECTURE_FILE and isinstance(settings, dict)
 
 
 def load_package(path: str | Path, *, trust_code: bool = False) -> ModelFile | PackageModel:
