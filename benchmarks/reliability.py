@@ -29,6 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.bad_inputs import CASES  # noqa: E402
 from tests.hostile_inputs import CASES as HOSTILE  # noqa: E402
+from tests.sweep_inputs import CASES as SWEEP  # noqa: E402
+from tests.sweep_inputs import SIGNAL_CASES  # noqa: E402
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
@@ -37,6 +39,40 @@ def _snapshot(folder: Path) -> dict[str, str]:
         for p in folder.rglob("*")
         if p.is_file() and p.stat().st_size < 2**26
     }
+
+
+_SIGNALLED = {
+    "terminated": (143, "napari-unet: terminated (SIGTERM)"),
+    "interrupted": (130, "napari-unet: interrupted"),
+}
+
+
+def _run(argv: list[str], folder: Path) -> subprocess.CompletedProcess:
+    """The command as its own process; a case that wrote signal.txt ("SIG SECONDS") has that
+    signal sent to it after that many seconds."""
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "napari_unet.cli", *argv],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    plan = folder / "signal.txt"
+    first = ""
+    if plan.is_file():
+        # Once it is at work (its first line printed: torch imported, the model loaded), as
+        # SLURM stops a running job; a signal during the imports kills it before any write.
+        sig, after = plan.read_text().split()
+        first = process.stderr.readline()
+        time.sleep(float(after))
+        process.send_signal(int(sig))
+    try:
+        out, err = process.communicate(timeout=300)
+        err = first + err
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        err += "\n(hung: killed after 300 s)"
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def run_case(case, folder: Path) -> dict:
@@ -50,12 +86,7 @@ def run_case(case, folder: Path) -> dict:
                 "traceback": False, "changed": [], "ok": True, "skipped": True}  # fmt: skip
     before = _snapshot(folder)
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "napari_unet.cli", *argv],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        done = _run(argv, folder)
         after = _snapshot(folder)
         absent = [p for p in getattr(case, "absent", ()) if (folder / p).exists()]
         checked = True
@@ -72,6 +103,9 @@ def run_case(case, folder: Path) -> dict:
     traceback = "Traceback" in done.stderr
     if case.expect == "ok":
         as_expected = done.returncode == 0 and checked
+    elif case.expect in _SIGNALLED:  # stopped by a signal: its status and its one last line
+        status, line = _SIGNALLED[case.expect]
+        as_expected = done.returncode == status and bool(lines) and lines[-1] == line and checked
     else:
         as_expected = (
             done.returncode == 2
@@ -93,6 +127,7 @@ def run_case(case, folder: Path) -> dict:
         "changed": [p for p, d in before.items() if after.get(p) != d and not asked(p)] + absent,
         "ok": as_expected and not traceback,
         "garbage": case.expect == "ok" and not checked,
+        "set": "earlier" if case in CASES else "issue 24" if case in HOSTILE else "own sweep",
     }
 
 
@@ -101,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-trials", type=int, default=20)
     args = parser.parse_args(argv)
     rows = []
-    for case in [*CASES, *HOSTILE]:
+    for case in [*CASES, *HOSTILE, *SWEEP, *SIGNAL_CASES]:
         with tempfile.TemporaryDirectory() as tmp:
             rows.append(run_case(case, Path(tmp)))
     print(f"{'input':<42} {'exit':>4}  {'held':>4}  message")
@@ -114,6 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     internal = sum(r["status"] == 1 for r in rows)
     garbage = sum(bool(r.get("garbage")) for r in rows)
     skipped = sum(bool(r.get("skipped")) for r in rows)
+    for name in ("earlier", "issue 24", "own sweep"):
+        part = [r for r in rows if r["set"] == name]
+        print(
+            f"{name}: {len(part)} tried, {sum(not r['ok'] for r in part)} not as expected, "
+            f"{sum(r['traceback'] for r in part)} tracebacks, "
+            f"{sum(r['status'] == 1 for r in part)} internal errors, "
+            f"{sum(len(r['changed']) for r in part)} files changed outside what was asked, "
+            f"{sum(bool(r.get('garbage')) for r in part)} wrong outputs with exit 0"
+        )
     print(
         f"bad inputs: {len(rows)} tried ({skipped} skipped), {failed} not as expected, "
         f"{tracebacks} tracebacks, {internal} internal errors, {changed} files lost or changed "

@@ -50,6 +50,7 @@ def test_bad_input_gives_one_clear_line_and_loses_nothing(case: Case, tmp_path, 
 
 from tests.hostile_inputs import CASES as HOSTILE  # noqa: E402
 from tests.hostile_inputs import Case as HostileCase  # noqa: E402
+from tests.sweep_inputs import CASES as SWEEP  # noqa: E402
 
 
 def changed_outside(before: dict[str, str], after: dict[str, str], root: Path, writes) -> list:
@@ -64,7 +65,9 @@ def changed_outside(before: dict[str, str], after: dict[str, str], root: Path, w
     return [p for p, digest in before.items() if after.get(p) != digest and not allowed(p)]
 
 
-@pytest.mark.parametrize("case", HOSTILE, ids=[c.name for c in HOSTILE])
+@pytest.mark.parametrize(
+    "case", [*HOSTILE, *SWEEP], ids=[c.name for c in HOSTILE] + [f"sweep: {c.name}" for c in SWEEP]
+)
 def test_hostile_input_is_refused_in_one_line_and_touches_nothing_else(
     case: HostileCase, tmp_path, capsys
 ):

@@ -7,6 +7,7 @@ starting ``napari-unet: error:`` and exit status 2; ``--debug`` shows tracebacks
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -295,6 +296,22 @@ def _load_pairs(
     return pairs
 
 
+def _check_model_out(out: Path, flag: str) -> None:
+    """A model file can be written at ``out``: checked before any training, so that a typo or
+    a read-only folder is not found after the first epoch."""
+    from .core import UserInputError
+
+    folder = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise UserInputError(f"{flag} {out} is a folder; give a model file name such as model.pt")
+    if not folder.is_dir():
+        raise UserInputError(f"{flag} {out}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UserInputError(
+            f"{flag} {out}: cannot write in {folder} (read-only, or no permission)"
+        )
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from .core.ddp import device_for, shutdown, world_from_environment
 
@@ -323,9 +340,11 @@ def _train(args: argparse.Namespace, world) -> int:
         save_model,
     )
     from .core.devices import describe_device, slow_precision_note
+    from .core.safe_paths import refuse_inputs
     from .core.training import KEPT_START
 
     out = Path(args.out)
+    _check_model_out(out, "--out")
     if (
         out.exists()
         and not args.overwrite
@@ -335,6 +354,11 @@ def _train(args: argparse.Namespace, world) -> int:
             f"{out} already exists; pass --overwrite to replace it, or continue the training "
             f"it holds with --resume {out} --out {out}"
         )
+    folders = [args.images, args.labels, args.val_images, args.val_labels, args.predictions]
+    # A model file beside the images is fine; one written over an image or label is not.
+    refuse_inputs(
+        [out], [f for d in folders if d and Path(d).is_dir() for f in Path(d).iterdir()], "--out"
+    )
     if bool(args.val_images) != bool(args.val_labels):
         raise UserInputError("give both --val-images and --val-labels, or neither")
     if (args.label_mode == "corrections") != bool(args.predictions):
@@ -1218,13 +1242,16 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
 
 def _run_import(args: argparse.Namespace) -> int:
     from .core import Preprocessing, UNetConfig, UserInputError, import_state_dict, save_model
+    from .core.safe_paths import refuse_inputs
 
     out = Path(args.out)
+    refuse_inputs([out], [Path(args.weights), Path(args.config)], "--out")
     if out.exists() and not args.overwrite:
         raise UserInputError(f"{out} already exists; pass --overwrite to replace it")
+    _check_model_out(out, "--out")
     try:
-        spec = json.loads(Path(args.config).read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        spec = json.loads(Path(args.config).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserInputError(f"cannot read config {args.config}: {err}") from err
     if not isinstance(spec, dict):
         raise UserInputError(f"config {args.config} must hold a JSON object")
@@ -1267,8 +1294,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from .core import UserInputError, bundled_models, load_model
     from .core.export import export_metadata, export_network
+    from .core.safe_paths import refuse_inputs
 
     out = Path(args.out)
+    sources = [Path(p) for p in (args.model, args.sample) if p and Path(p).exists()]
+    refuse_inputs([out], sources, "OUT")
     if out.exists() and not args.overwrite:
         raise UserInputError(f"{out} already exists; pass --overwrite to replace it")
     model = load_model(args.model)
@@ -1432,8 +1462,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     import threading
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a malformed command line (one line)
+        return done.code if isinstance(done.code, int) else EXIT_USER_ERROR
     from .core.errors import UserInputError
+
+    for stream in (sys.stdout, sys.stderr):  # file names that are not valid UTF-8 print escaped
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
 
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)

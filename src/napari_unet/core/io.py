@@ -320,6 +320,8 @@ def list_images(folder_or_files: list[str | os.PathLike] | str | os.PathLike) ->
             found += sorted(p for p in path.iterdir() if is_image_file(p))
         elif path.is_file():
             found.append(path)
+        elif path.exists():
+            raise UserInputError(f"{path} is not a regular file or folder (a device, a pipe?)")
         else:
             raise UserInputError(f"{path} does not exist")
     if not found:
