@@ -51,6 +51,36 @@ def test_default_settings_make_a_valid_training_config(dock):
     assert not dock.train.zoom.isEnabled()
 
 
+# Widget spin box -> its setting in core/limits.py (the one table the CLI and core check).
+SPIN_BOX_LIMITS = {
+    "segment": {"threshold": "threshold", "seed_threshold": "seed_threshold",
+                "min_size": "min_size", "tile_size": "tile_size"},
+    "train": {"depth": "depth", "base": "base_features", "classes": "classes",
+              "input_channel": "input_channel", "epochs": "epochs", "minutes": "max_minutes",
+              "steps": "steps_per_epoch", "lr": "learning_rate", "patch": "patch_size",
+              "batch": "batch_size", "val_fraction": "val_fraction", "zoom": "zoom"},
+}  # fmt: skip
+
+
+def test_every_spin_box_stays_inside_the_shared_limits(dock):
+    """No setting the dock offers is one the CLI and core refuse: each spin box's range lies
+    inside core/limits.py's (a box's special value, 'auto' or 'no limit', stands for None)."""
+    from napari_unet.core.limits import LIMITS
+
+    for panel_name, boxes in SPIN_BOX_LIMITS.items():
+        panel = getattr(dock, panel_name)
+        for attribute, name in boxes.items():
+            box = getattr(panel, attribute)
+            low = box.minimum()
+            if box.specialValueText():
+                low = low + box.singleStep() if box.minimum() == 0 else low
+            for value in (low, box.maximum()):
+                assert LIMITS[name].accepts(int(value) if LIMITS[name].integer else value), (
+                    f"{panel_name}.{attribute} offers {value}, outside {name}: "
+                    f"{LIMITS[name].describe()}"
+                )
+
+
 def test_widget_starts_from_the_cli_defaults_and_follows_dimensions(dock):
     from napari_unet.core.defaults import training_defaults
 
