@@ -138,6 +138,19 @@ def _disk_full(tmp: Path) -> list[str]:
     return [*argv[:-2], "--out", str(out), "--probabilities"]
 
 
+def _into_input_disk_full(tmp: Path) -> list[str]:
+    """The OME-Zarr image on a nearly full disk: its labels cannot be written into it."""
+    from napari_unet.core.ome_zarr import write_ome_zarr
+
+    disk = _tiny_disk(tmp, "256k")
+    image = write_ome_zarr(disk / "img.ome.zarr", disks()[0], ["y", "x"], [1.0, 1.0])
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    (disk / "filler.bin").write_bytes(b"\0" * max(0, free - 2048))
+    model = tiny_model(tmp / "model.pt")
+    return ["predict", str(image), "--model", str(model), "--out", str(tmp / "out"),
+            "--into-input", "--probabilities"]  # fmt: skip
+
+
 # ------------------------------------------------------------------ silent garbage
 
 
@@ -311,6 +324,7 @@ CASES = [
     Case("an output would land on an input", _output_onto_input, r"would write onto the input .*b_labels\.tif"),
     # 4. one image's outputs are written all or none
     Case("disk full between labels and probabilities", _disk_full, r"the disk is full; nothing was written; none of the 2 outputs of img\.tif", absent=("small-disk/img_labels.tif",)),
+    Case("--into-input on a full disk", _into_input_disk_full, r"cannot write the labels into .*labels/napari-unet: the disk is full; removed what this run had written for img\.ome\.zarr", absent=("small-disk/img.ome.zarr/labels/napari-unet", "out/img_probabilities.tif")),
     # 5-9. silent garbage
     Case("model weights holding NaN", _nan_weights, r"holds NaN or infinite weights"),
     Case("float64 image near 1e308", _huge_float64, "ok", writes=("out/*",), check=_same_as_plain),

@@ -175,12 +175,35 @@ def write_results(job: FileJob, result: Prediction, ome, spatial_dims: int) -> N
         outputs.append(
             io.Output(job.probabilities, lambda tmp: _write_tiff(tmp, result.probabilities))
         )
-    if job.into_input:  # the labels go inside the input; the probabilities file with them
-        for out in outputs:
-            if out.path.exists() and not job.overwrite:
-                raise UserInputError(f"{out.path} already exists; pass --overwrite to replace it")
-        _write_labels_into(ome, result.labels, job.label_name, overwrite=job.overwrite)
+    if job.into_input:
+        _write_into_input(job, result, ome, outputs)
+    else:
+        io.write_outputs(outputs, overwrite=job.overwrite, what=job.path.name)
+
+
+def _write_into_input(job: FileJob, result: Prediction, ome, outputs: list) -> None:
+    """Labels into the input's ``labels/NAME``, the probabilities file beside: both or
+    neither. The file is written first; if the labels then fail, what this call created (the
+    file, a new labels group) is removed again, and the error says so."""
+    created = [out.path for out in outputs if not out.path.exists()]
     io.write_outputs(outputs, overwrite=job.overwrite, what=job.path.name)
+    target = job.path / "labels" / job.label_name
+    new_group = not target.exists()
+    try:
+        _write_labels_into(ome, result.labels, job.label_name, overwrite=job.overwrite)
+    except BaseException as err:
+        for path in created:
+            path.unlink(missing_ok=True)
+        if new_group and target.is_dir() and not target.is_symlink():
+            import shutil
+
+            shutil.rmtree(target, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise UserInputError(
+                f"cannot write the labels into {target}: {io.describe_os_error(err)}; "
+                f"removed what this run had written for {job.path.name}"
+            ) from err
+        raise
 
 
 def _write_tiff(path: Path, data) -> None:

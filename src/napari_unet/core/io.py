@@ -177,16 +177,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 
 def _write_failure(path: Path, err: OSError) -> str:
+    kept = "the existing file is untouched" if path.exists() else "nothing was written"
+    return f"cannot write {path}: {describe_os_error(err, path.parent)}; {kept}"
+
+
+def describe_os_error(err: OSError, folder: Path | None = None) -> str:
+    """What a failed write means for the user: a full disk, a read-only folder, ..."""
     import errno
 
-    kept = "the existing file is untouched" if path.exists() else "nothing was written"
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        reason = "the disk is full"
-    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        reason = f"no permission to write in {path.parent} (read-only?)"
-    else:
-        reason = err.strerror or str(err)
-    return f"cannot write {path}: {reason}; {kept}"
+        return "the disk is full"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        where = f" in {folder}" if folder is not None else ""
+        return f"no permission to write{where} (read-only?)"
+    return err.strerror or str(err)
 
 
 def _remove_orphaned_temporaries(path: Path) -> None:
