@@ -60,6 +60,18 @@ def _label_name(name_of: Callable[[Path], str]):
     return build
 
 
+def _someone_elses_labels(tmp: Path) -> list[str]:
+    """``labels/manual`` holds a person's annotations (written by another tool)."""
+    import json
+
+    argv = _label_name(lambda t: "manual")(tmp)
+    meta = tmp / "img.ome.zarr" / "labels" / "manual" / "zarr.json"
+    data = json.loads(meta.read_text())
+    data["attributes"].pop("napari_unet", None)
+    meta.write_text(json.dumps(data))
+    return argv
+
+
 def _labels_entry_is_a_link(tmp: Path) -> list[str]:
     argv = _label_name(lambda t: "linked")(tmp)
     precious = tmp / "precious"
@@ -312,6 +324,8 @@ CASES = [
     Case("--label-name ../..", _label_name(lambda t: "../.."), r"label name '\.\./\.\.' is a path"),
     Case("--label-name an absolute folder", _label_name(lambda t: str(t / "precious")), r"label name '.*precious' is a path"),
     Case("--label-name with a newline", _label_name(lambda t: "a\nb"), r"label name .* is not a plain name"),
+    Case("--overwrite onto a person's labels", _someone_elses_labels, r"refusing to replace .*labels/manual: those labels were not written by napari-unet"),
+    Case("--overwrite onto our own labels", _label_name(lambda t: "napari-unet"), "ok", writes=("img.ome.zarr/labels/napari-unet/*", "img.ome.zarr/labels/zarr.json", "out/*")),
     Case("labels/NAME is a link out of the image", _labels_entry_is_a_link, r"refusing to replace .*linked: it is a link"),
     Case("labels/NAME is not a labels image", _labels_entry_is_not_ours, r"refusing to replace .*notes: it is not an OME-Zarr labels image"),
     # 2. reports never overwrite inputs or earlier reports

@@ -197,6 +197,23 @@ def write_ome_zarr(
     return path
 
 
+WRITER_KEY = "napari_unet"  # in the attributes of the labels napari-unet writes into an image
+
+
+def written_by_us(group: Path) -> bool:
+    """Whether a labels image inside an OME-Zarr image was written by napari-unet."""
+    try:
+        if (group / "zarr.json").is_file():
+            attrs = json.loads((group / "zarr.json").read_text()).get("attributes") or {}
+        elif (group / ".zattrs").is_file():
+            attrs = json.loads((group / ".zattrs").read_text())
+        else:
+            return False
+    except (OSError, ValueError):
+        return False
+    return isinstance(attrs.get(WRITER_KEY), dict)
+
+
 def check_label_name(name: str) -> str:
     """A label name (``--label-name``) is one plain path component under ``IMAGE/labels/``."""
     return check_name(name, "the label name")
@@ -206,11 +223,14 @@ def write_labels_into(
     image: OmeZarrImage, labels: np.ndarray, name: str = "napari-unet", *, overwrite: bool = False
 ) -> Path:
     """Write ``labels`` into the image's ``labels/NAME`` group (NGFF labels), with its pixel
-    sizes; an existing label of that name is replaced only with ``overwrite``, and only when
-    it is a labels image inside ``IMAGE/labels/`` (``name`` is one plain name, never a path)."""
+    sizes. ``name`` is one plain name, never a path. An existing labels image of that name is
+    replaced only with ``overwrite``, and only when napari-unet wrote it (its attributes say
+    so): the labels a person or another tool put in the image are never replaced."""
     _needs_ome_zarr()
     import zarr
     from ome_zarr.writer import write_labels
+
+    from .. import __version__
 
     check_label_name(name)
     target = image.path / "labels" / name
@@ -218,6 +238,11 @@ def write_labels_into(
         if not overwrite:
             raise UserInputError(
                 f"{image.path.name} already holds labels/{name}; pass --overwrite to replace them"
+            )
+        if not target.is_symlink() and is_ome_zarr(target) and not written_by_us(target):
+            raise UserInputError(
+                f"refusing to replace {target}: those labels were not written by napari-unet "
+                "(a person's or another tool's); choose another --label-name"
             )
         remove_output_tree(
             target, root=image.path / "labels", is_ours=is_ome_zarr, kind="an OME-Zarr labels image"
@@ -229,4 +254,5 @@ def write_labels_into(
         axes=axes_metadata(axes, image.units),
         coordinate_transformations=[[{"type": "scale", "scale": scale}]],
     )  # fmt: skip
+    zarr.open_group(str(target), mode="a").attrs[WRITER_KEY] = {"version": __version__}
     return target
