@@ -258,15 +258,21 @@ def _export_onto_a_folder(tmp: Path) -> list[str]:
     return ["export", str(model), str(tmp / "results"), "--format", "torchscript", "--overwrite"]
 
 
-def _demo_read_only(tmp: Path) -> list[str]:
-    folder = tmp / "locked"
+def read_only_folder(tmp: Path, name: str = "locked") -> Path:
+    """A read-only folder: a read-only tmpfs as root, else a folder without write bits (which
+    stops a user that is not root)."""
+    folder = tmp / name
     folder.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
                       capture_output=True).returncode:  # fmt: skip
         folder.chmod(0o555)
         if os.access(folder, os.W_OK):
             raise SkipTest("needs root, or a user that a read-only folder stops")
-    return ["demo", "--out", str(folder / "demo")]
+    return folder
+
+
+def _demo_read_only(tmp: Path) -> list[str]:
+    return ["demo", "--out", str(read_only_folder(tmp) / "demo")]
 
 
 def _malformed_ome_zarr(change: Callable[[dict], None]):

@@ -12,12 +12,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from unittest import SkipTest
 
 import numpy as np
 import tifffile
 from tests.bad_inputs import _predict, _train, disks, tiny_model
-from tests.hostile_inputs import Case, _evaluate
+from tests.hostile_inputs import Case, _evaluate, read_only_folder
 
 # ------------------------------------------------------------------ every option's range
 
@@ -340,15 +339,7 @@ def _unicode_pattern(tmp: Path) -> list[str]:
 # ------------------------------------------------------------------ permissions
 
 
-def _read_only(tmp: Path, name: str = "locked") -> Path:
-    folder = tmp / name
-    folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
-                      capture_output=True).returncode:  # fmt: skip
-        folder.chmod(0o555)
-        if os.access(folder, os.W_OK):
-            raise SkipTest("needs root, or a user that a read-only folder stops")
-    return folder
+_read_only = read_only_folder
 
 
 def _train_into_read_only(tmp: Path) -> list[str]:
