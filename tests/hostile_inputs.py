@@ -338,6 +338,7 @@ CASES = [
     Case("evaluate --csv onto the ground truth", lambda t: _evaluate(t, lambda u: ["--csv", str(u / "truth" / "a.tif")]), r"--csv .*a\.tif would write onto the input"),
     Case("evaluate --json onto a prediction", lambda t: _evaluate(t, lambda u: ["--json", str(u / "pred" / "a_labels.tif")]), r"--json .*would write onto the input"),
     Case("evaluate --json onto an earlier report", _existing_report, r"--json .*scores\.json already exists; pass --overwrite"),
+    Case("evaluate --json names a folder", lambda t: _evaluate(t, lambda u: ["--json", str(u / "pred")]), r"--json .*pred is a folder; give a file name"),
     Case("evaluate --csv and --json the same file", lambda t: _evaluate(t, lambda u: ["--csv", str(u / "s"), "--json", str(u / "s")]), r"--csv and --json name the same file"),
     # 3. an earlier run's outputs are never inputs
     Case("predict DIR --out DIR --overwrite", _out_is_the_input_folder, "ok", writes=("in/a_labels.tif", "in/a_probabilities.tif"), absent=("in/a_labels_labels.tif",), check=_labels_written),
