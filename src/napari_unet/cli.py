@@ -313,7 +313,7 @@ def _check_model_out(out: Path, flag: str) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .core.ddp import device_for, shutdown, world_from_environment
+    from .core.train.ddp import device_for, shutdown, world_from_environment
 
     # Under torchrun: one of several processes (see core/ddp.py); alone otherwise.
     world = world_from_environment(args.device)
@@ -339,9 +339,9 @@ def _train(args: argparse.Namespace, world) -> int:
         load_model,
         save_model,
     )
-    from .core.devices import describe_device, slow_precision_note
-    from .core.safe_paths import refuse_inputs
-    from .core.training import KEPT_START
+    from .core.data.safe_paths import refuse_inputs
+    from .core.network.devices import describe_device, slow_precision_note
+    from .core.train.trainer import KEPT_START
 
     out = Path(args.out)
     _check_model_out(out, "--out")
@@ -467,7 +467,7 @@ def _train(args: argparse.Namespace, world) -> int:
     elif base is not None:
         trainer = Trainer(pairs, base, config, val_pairs=val_pairs, world=world)
     else:
-        from .core.defaults import training_defaults
+        from .core.train.defaults import training_defaults
 
         defaults = training_defaults(dims, args.device)  # the widget starts from the same
         if args.encoder == "mobilenet_v2" and args.depth is None:
@@ -597,7 +597,7 @@ def _plan(args: argparse.Namespace, pairs, val_pairs, net, config, world):
     """Plan the settings left open for --minutes (core/planner.py): the network, the config
     with the rest of the budget after planning, and the plan to store; unchanged when the
     user set them all, or in a distributed run (whose processes must agree on one network)."""
-    from .core.planner import plan_for_budget
+    from .core.train.planner import plan_for_budget
 
     fixed = {name: getattr(args, name) for name in _PLANNED if getattr(args, name) is not None}
     if len(fixed) == len(_PLANNED):
@@ -741,8 +741,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 def _run_predict(args: argparse.Namespace) -> int:
     from .core import Segmenter, StackProgress, UserInputError
-    from .core.batch import plan_jobs, predict_file
-    from .core.devices import slow_precision_note
+    from .core.network.devices import slow_precision_note
+    from .core.predict.batch import plan_jobs, predict_file
 
     files = _inputs_to_segment(args.inputs)
     out_dir = Path(args.out)
@@ -800,7 +800,7 @@ def _inputs_to_segment(inputs: list[str]) -> list[Path]:
     """The image files named or found in folders, less the labels and probabilities of other
     inputs (an earlier run's outputs are never segmented as images)."""
     from .core import UserInputError, io
-    from .core.batch import split_outputs_from_inputs
+    from .core.predict.batch import split_outputs_from_inputs
 
     files, skipped = split_outputs_from_inputs(io.list_images(inputs))
     if skipped:
@@ -843,8 +843,8 @@ def _run_predict_on_cluster(args: argparse.Namespace, files: list[Path], out_dir
     from tqdm import tqdm
 
     from .core import Segmenter, UserInputError
-    from .core.batch import plan_jobs
-    from .core.cluster import ModelKey, connect, plan_cluster_run
+    from .core.cluster.dask_prediction import ModelKey, connect, plan_cluster_run
+    from .core.predict.batch import plan_jobs
 
     model = args.model
     if Path(model).exists():  # workers elsewhere read it at the same (shared) path
@@ -953,7 +953,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _to_classes(labels, classes: int):
     import numpy as np
 
-    from .core.data import check_labels
+    from .core.train.targets import check_labels
 
     labels = check_labels(labels, "labels")
     return (labels > 0).astype(np.int64) if classes <= 2 else labels.astype(np.int64)
@@ -1057,7 +1057,7 @@ def _check_reports(args: argparse.Namespace, inputs: list[Path]) -> None:
     """--csv / --json: refused before any work when they exist (without --overwrite), name the
     same file, or name one of the files this evaluation reads."""
     from .core import UserInputError
-    from .core.safe_paths import refuse_inputs
+    from .core.data.safe_paths import refuse_inputs
 
     reports = {
         flag: Path(value) for flag, value in (("--csv", args.csv), ("--json", args.json)) if value
@@ -1080,7 +1080,7 @@ def _write_reports(args: argparse.Namespace, fields: list[str], rows: list[dict]
     """Write the --csv and --json reports atomically (checked by :func:`_check_reports`)."""
     import io as _io
 
-    from .core.io import atomic_write
+    from .core.data.io import atomic_write
 
     if args.csv:
         text = _io.StringIO()
@@ -1098,8 +1098,8 @@ def _evaluate_instances(
 ) -> int:
     """Object matching per image (at IoU 0.5) and pooled at every threshold."""
     from .core import UserInputError, io
-    from .core.data import check_labels
-    from .core.instances import InstanceAccumulator
+    from .core.predict.instances import InstanceAccumulator
+    from .core.train.targets import check_labels
 
     acc = InstanceAccumulator()
     rows = []
@@ -1145,10 +1145,11 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 def describe_model(spec: str) -> str:
     """A multi-line, human-readable description of a model file or bioimage.io package."""
     from .core import bundled_models, load_model
-    from .core.checkpoint import resolve_model_path
+    from .core.models.model_file import resolve_model_path
 
     if spec not in bundled_models():
-        from .core.bioimageio_import import describe_package, is_package
+        from .core.interop.bioimageio_import import describe_package
+        from .core.interop.bioimageio_spec import is_package
 
         if is_package(spec):
             return "\n".join(describe_package(spec))
@@ -1195,7 +1196,7 @@ def describe_model(spec: str) -> str:
             f"finished {run.get('finished')}"
         )
         if run.get("plan"):
-            from .core.planner import describe_plan
+            from .core.train.planner import describe_plan
 
             lines.append(f"  planned:      {describe_plan(run['plan'])}")
     if "imported_from" in m.history:
@@ -1242,7 +1243,7 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
 
 def _run_import(args: argparse.Namespace) -> int:
     from .core import Preprocessing, UNetConfig, UserInputError, import_state_dict, save_model
-    from .core.safe_paths import refuse_inputs
+    from .core.data.safe_paths import refuse_inputs
 
     out = Path(args.out)
     refuse_inputs([out], [Path(args.weights), Path(args.config)], "--out")
@@ -1293,8 +1294,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def _run_export(args: argparse.Namespace) -> int:
     from .core import UserInputError, bundled_models, load_model
-    from .core.export import export_metadata, export_network
-    from .core.safe_paths import refuse_inputs
+    from .core.data.safe_paths import refuse_inputs
+    from .core.interop.network_export import export_metadata, export_network
 
     out = Path(args.out)
     sources = [Path(p) for p in (args.model, args.sample) if p and Path(p).exists()]
@@ -1304,7 +1305,7 @@ def _run_export(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     if args.format == "bioimageio":
         from .core import io
-        from .core.bioimageio_export import export_package, package_sizes
+        from .core.interop.bioimageio_export import export_package, package_sizes
 
         sample = io.read_image(args.sample) if args.sample else None
         name = args.model if args.model in bundled_models() else None
@@ -1348,7 +1349,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .core import MetricAccumulator, Segmenter, io
-    from .core.instances import InstanceAccumulator
+    from .core.predict.instances import InstanceAccumulator
     from .samples import sample_path
 
     image_path, truth_path = sample_path("nuclei"), sample_path("nuclei_labels")
