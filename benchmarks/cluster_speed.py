@@ -36,10 +36,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from napari_unet.core import Segmenter
-    from napari_unet.core import cluster as cl
-    from napari_unet.core.batch import plan_jobs
-    from napari_unet.core.io import read_image
-    from napari_unet.core.ome_zarr import read_ome_zarr
+    from napari_unet.core.cluster import dask_prediction as cl
+    from napari_unet.core.data.io import read_image
+    from napari_unet.core.data.ome_zarr import read_ome_zarr
+    from napari_unet.core.predict.batch import plan_jobs
     from napari_unet.samples import sample_path
 
     sample = read_image(sample_path("nuclei"))

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from napari_unet.core import Segmenter, io
-from napari_unet.core.instances import InstanceAccumulator
+from napari_unet.core.predict.instances import InstanceAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = [  # (method, F1 at IoU 0.5), StarDist paper, DSB2018 test images

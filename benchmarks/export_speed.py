@@ -42,10 +42,10 @@ def main() -> None:
     import onnxruntime as ort
 
     from napari_unet.core import ImageSource, load_model, predict_tiled
-    from napari_unet.core.devices import autocast_dtype
-    from napari_unet.core.export import export_network
-    from napari_unet.core.io import read_image
-    from napari_unet.core.model import fold_batchnorm
+    from napari_unet.core.data.io import read_image
+    from napari_unet.core.interop.network_export import export_network
+    from napari_unet.core.network.devices import autocast_dtype
+    from napari_unet.core.network.unet import fold_batchnorm
     from napari_unet.samples import sample_path
 
     model = load_model(args.model)

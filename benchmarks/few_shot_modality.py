@@ -23,7 +23,7 @@ from pathlib import Path
 
 from napari_unet.cli import main as cli
 from napari_unet.core import Segmenter, io, load_model
-from napari_unet.core.instances import InstanceAccumulator
+from napari_unet.core.predict.instances import InstanceAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -47,8 +47,8 @@ from napari_unet.core import (
     prepare_pair,
     save_model,
 )
-from napari_unet.core.defaults import training_defaults
-from napari_unet.core.instances import InstanceAccumulator
+from napari_unet.core.predict.instances import InstanceAccumulator
+from napari_unet.core.train.defaults import training_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = {"kind": "instances", "boundary_width": 2}

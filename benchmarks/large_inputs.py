@@ -10,7 +10,7 @@ were read count too) and its memory right after importing torch and the plugin. 
 - ``2d-tiff``: a 16384 x 16384 uint16 fluorescence image (the bundled nuclei sample mirrored
   over the plane, so the model finds real objects), an uncompressed TIFF that the CLI maps
   into memory; the bundled ``nuclei`` model, ``--output instances``: uint32 object labels,
-  segmented block by block (:mod:`napari_unet.core.stitching`).
+  segmented block by block (:mod:`napari_unet.core.predict.stitching`).
 - ``2d-zarr``: the same image as a zarr array (1024^2 chunks, compressed), read chunk by
   chunk; semantic labels (uint8). Needs ``pip install zarr``.
 - ``3d-tiff``: a 128 x 1024 x 1024 uint16 stack (memory-mapped TIFF) through a 3D U-Net

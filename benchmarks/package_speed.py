@@ -56,9 +56,10 @@ def main() -> None:
     import bioimageio.core
 
     from napari_unet.core import Segmenter, load_model
-    from napari_unet.core.bioimageio_export import export_package, package_sizes
-    from napari_unet.core.bioimageio_import import PackageModel, open_package
-    from napari_unet.core.io import read_image
+    from napari_unet.core.data.io import read_image
+    from napari_unet.core.interop.bioimageio_export import export_package, package_sizes
+    from napari_unet.core.interop.bioimageio_import import PackageModel
+    from napari_unet.core.interop.bioimageio_spec import open_package
     from napari_unet.samples import sample_path
 
     sample = read_image(sample_path("nuclei"))

@@ -39,14 +39,14 @@ import torch
 from _memory import peak_rss_mb
 
 from napari_unet.core import ImageSource, Preprocessing, UNet, UNetConfig, predict_tiled
-from napari_unet.core.devices import (
+from napari_unet.core.network.devices import (
     autocast,
     autocast_dtype,
     memory_format,
     resolve_device,
     reuse_cpu_memory,
 )
-from napari_unet.core.model import fold_batchnorm, padding_mode
+from napari_unet.core.network.unet import fold_batchnorm, padding_mode
 
 NETS = {
     "base16": UNetConfig(depth=4, base_features=16),

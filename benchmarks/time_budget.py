@@ -48,7 +48,7 @@ class Dataset:
 
 def _dsb2018(data: Path) -> Dataset:
     from napari_unet.core import Segmenter
-    from napari_unet.core.io import read_image, read_labels
+    from napari_unet.core.data.io import read_image, read_labels
     from napari_unet.core.metrics import MetricAccumulator, mean_foreground_dice
 
     def fluorescence(split: Path) -> list[str]:
@@ -141,7 +141,7 @@ def main() -> None:
     os.environ["NAPARI_UNET_PRECISION"] = args.precision
     dataset = (_dsb2018 if args.dataset == "dsb2018" else _drive)(data)
     from napari_unet.core import load_model
-    from napari_unet.core.defaults import training_defaults
+    from napari_unet.core.train.defaults import training_defaults
 
     defaults = training_defaults(2, "cpu")
 

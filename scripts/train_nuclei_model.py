@@ -26,7 +26,7 @@ import numpy as np
 
 from napari_unet.cli import main as cli
 from napari_unet.core import MetricAccumulator, Segmenter, io, load_model, save_model
-from napari_unet.core.instances import InstanceAccumulator
+from napari_unet.core.predict.instances import InstanceAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-PRECISION_ENV = "NAPARI_UNET_PRECISION"  # napari_unet.core.devices reads it
+PRECISION_ENV = "NAPARI_UNET_PRECISION"  # napari_unet.core.network.devices reads it
 
 
 def pytest_addoption(parser):
@@ -39,7 +39,7 @@ def pytest_configure(config):
 def pytest_report_header(config):
     import torch
 
-    from napari_unet.core.devices import autocast_dtype
+    from napari_unet.core.network.devices import autocast_dtype
 
     dtype = autocast_dtype(torch.device("cpu"), "auto")
     name = "float32" if dtype is None else str(dtype).removeprefix("torch.")

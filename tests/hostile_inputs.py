@@ -39,7 +39,7 @@ class Case:
 
 def _ome_with_labels(tmp: Path) -> Path:
     """An OME-Zarr image holding two labels images: ``napari-unet`` and the user's ``manual``."""
-    from napari_unet.core.ome_zarr import read_ome_zarr, write_labels_into, write_ome_zarr
+    from napari_unet.core.data.ome_zarr import read_ome_zarr, write_labels_into, write_ome_zarr
 
     path = write_ome_zarr(tmp / "img.ome.zarr", disks()[0], ["y", "x"], [0.5, 0.5])
     image = read_ome_zarr(path)
@@ -152,7 +152,7 @@ def _disk_full(tmp: Path) -> list[str]:
 
 def _into_input_disk_full(tmp: Path) -> list[str]:
     """The OME-Zarr image on a nearly full disk: its labels cannot be written into it."""
-    from napari_unet.core.ome_zarr import write_ome_zarr
+    from napari_unet.core.data.ome_zarr import write_ome_zarr
 
     disk = _tiny_disk(tmp, "256k")
     image = write_ome_zarr(disk / "img.ome.zarr", disks()[0], ["y", "x"], [1.0, 1.0])
@@ -279,7 +279,7 @@ def _malformed_ome_zarr(change: Callable[[dict], None]):
     def build(tmp: Path) -> list[str]:
         import json
 
-        from napari_unet.core.ome_zarr import write_ome_zarr
+        from napari_unet.core.data.ome_zarr import write_ome_zarr
 
         path = write_ome_zarr(tmp / "img.ome.zarr", disks()[0], ["y", "x"], [1.0, 1.0])
         meta_file = path / "zarr.json"

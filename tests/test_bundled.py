@@ -82,7 +82,7 @@ def test_nuclei_model_finds_nuclei_in_h_and_e_and_brightfield_images():
     import json
 
     from napari_unet.core import io
-    from napari_unet.core.instances import InstanceAccumulator
+    from napari_unet.core.predict.instances import InstanceAccumulator
 
     segmenter = Segmenter("nuclei", device="cpu")
     for kind in ("color", "bright_gray"):

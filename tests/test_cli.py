@@ -209,7 +209,7 @@ def test_predict_never_overwrites_without_asking(dataset, model, capsys):
 
 
 def test_predict_warns_when_forced_bfloat16_is_emulated(dataset, model, capsys, monkeypatch):
-    from napari_unet.core import devices
+    from napari_unet.core.network import devices
 
     monkeypatch.setattr(devices, "cpu_has_fast_bfloat16", lambda: False)
     monkeypatch.setenv(devices.PRECISION_ENV, "bfloat16")

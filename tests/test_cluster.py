@@ -17,10 +17,10 @@ pytest.importorskip("ome_zarr")
 
 from napari_unet.cli import main
 from napari_unet.core import Segmenter
-from napari_unet.core import cluster as cl
-from napari_unet.core.batch import plan_jobs
-from napari_unet.core.io import read_image
-from napari_unet.core.ome_zarr import read_ome_zarr
+from napari_unet.core.cluster import dask_prediction as cl
+from napari_unet.core.data.io import read_image
+from napari_unet.core.data.ome_zarr import read_ome_zarr
+from napari_unet.core.predict.batch import plan_jobs
 from napari_unet.samples import sample_path
 
 BLOCK = 256
@@ -159,8 +159,8 @@ def test_a_3d_ome_zarr_volume_in_blocks_keeps_pixel_sizes(client, tmp_path):
     import torch
 
     from napari_unet.core import ModelFile, Preprocessing, UNetConfig, save_model
-    from napari_unet.core.model import UNet
-    from napari_unet.core.ome_zarr import write_ome_zarr
+    from napari_unet.core.data.ome_zarr import write_ome_zarr
+    from napari_unet.core.network.unet import UNet
 
     torch.manual_seed(0)
     config = UNetConfig(spatial_dims=3, depth=2, base_features=4)

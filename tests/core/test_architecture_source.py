@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
-from napari_unet.core.architecture_source import standalone_source, write_standalone_source
-from napari_unet.core.model import UNet, UNetConfig
+from napari_unet.core.interop.architecture_source import standalone_source, write_standalone_source
+from napari_unet.core.network.unet import UNet, UNetConfig
 
 STDLIB = {"__future__", "dataclasses", "itertools", "os", "typing", "math"}
 

@@ -5,6 +5,7 @@ through our tiler reproduce what bioimage.io's own runner computes."""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -16,21 +17,22 @@ import torch
 from tests.conftest import disks_image
 from torch import nn
 
-from napari_unet.core import ModelFile, Preprocessing, Segmenter, UNetConfig, UserInputError
-from napari_unet.core.checkpoint import load_model
+from napari_unet.core import (
+    ModelFile,
+    Preprocessing,
+    Segmenter,
+    UNetConfig,
+    UserInputError,
+    load_model,
+)
 
 pytest.importorskip("bioimageio.core")
 pytest.importorskip("onnxruntime")
 
-from napari_unet.core.bioimageio_export import export_package, package_sizes
-from napari_unet.core.bioimageio_import import (
-    PackageModel,
-    describe_package,
-    is_package,
-    load_any_model,
-    load_package,
-    open_package,
-)
+from napari_unet.core.interop.bioimageio_export import export_package, package_sizes
+from napari_unet.core.interop.bioimageio_import import PackageModel, describe_package, load_package
+from napari_unet.core.interop.bioimageio_spec import is_package, open_package
+from napari_unet.core.interop.open import load_any_model
 
 BIOIMAGEIO = Path(sys.executable).with_name("bioimageio")
 
@@ -90,7 +92,7 @@ def package_3d(tmp_path_factory, trained_3d) -> Path:
 @pytest.fixture(scope="module")
 def retina_package(tmp_path_factory) -> Path:
     # A colour sample for the RGB model: the nuclei image in three channels.
-    from napari_unet.core.io import read_image
+    from napari_unet.core.data.io import read_image
 
     sample = read_image(Path(__file__).parents[2] / "src/napari_unet/samples/nuclei.png")
     rgb = np.stack([sample, sample[::-1], sample[:, ::-1]], axis=-1)
@@ -111,7 +113,7 @@ def test_auto_inverting_model_is_packaged_for_images_like_its_sample(tmp_path):
     kind of image, says so, and reproduces napari-unet on it."""
     from dataclasses import replace
 
-    from napari_unet.core.io import read_image
+    from napari_unet.core.data.io import read_image
 
     model = load_model("nuclei")
     model = replace(model, preprocessing=replace(model.preprocessing, invert="auto"))
@@ -176,7 +178,7 @@ def test_reference_runner_on_a_larger_image_equals_ours(nuclei_package, weights)
     from bioimageio.core import create_prediction_pipeline, predict
     from bioimageio.spec import load_model_description
 
-    from napari_unet.core.normalize import apply_stats, intensity_stats
+    from napari_unet.core.data.normalize import apply_stats, intensity_stats
 
     package = open_package(nuclei_package)  # kept: its extracted folder lives as long as it
     x = np.load(package.root / "test_input.npy")[0, 0]
@@ -493,12 +495,15 @@ def test_reference_tool_passes_our_package_where_napari_unet_is_not_installed(
     ours = [p for p in site.getsitepackages() if p.endswith("site-packages")]
     # A plain path line: its folder is on sys.path, but the .pth hooks inside it are not run.
     (Path(inner) / "borrowed.pth").write_text("\n".join(ours) + "\n")
-    missing = subprocess.run([str(python), "-c", "import napari_unet"], capture_output=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    missing = subprocess.run(
+        [str(python), "-c", "import napari_unet"], capture_output=True, env=env, cwd=tmp_path
+    )
     assert missing.returncode != 0, "napari-unet is importable in the throwaway environment"
     done = subprocess.run(
         [str(python), "-m", "bioimageio.core", "test", str(nuclei_package),
          "--weight-format", "pytorch_state_dict"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "napari_unet" not in done.stderr

@@ -17,7 +17,7 @@ from napari_unet.core import (
     load_model,
     save_model,
 )
-from napari_unet.core import checkpoint as ckpt
+from napari_unet.core.models import model_file as ckpt
 
 CONFIG = UNetConfig(depth=2, base_features=4, in_channels=3, out_channels=3)
 
@@ -110,7 +110,7 @@ def test_newer_format_version_asks_for_an_upgrade(tmp_path, monkeypatch):
 
 
 def test_writing_is_atomic_and_leaves_the_old_file_when_interrupted(tmp_path):
-    from napari_unet.core.io import atomic_write
+    from napari_unet.core.data.io import atomic_write
 
     path = tmp_path / "m.pt"
     save_model(_model_file(), path)

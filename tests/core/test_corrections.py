@@ -5,9 +5,9 @@ import pytest
 from skimage.draw import disk
 
 from napari_unet.core import Preprocessing, UserInputError, prepare_pair
-from napari_unet.core.corrections import correction_targets
-from napari_unet.core.instances import BOUNDARY, INTERIOR, instance_targets
-from napari_unet.core.losses import IGNORE
+from napari_unet.core.predict.instances import BOUNDARY, INTERIOR, instance_targets
+from napari_unet.core.train.corrections import correction_targets
+from napari_unet.core.train.losses import IGNORE
 
 TASK = {"kind": "instances", "boundary_width": 2}
 
@@ -137,7 +137,7 @@ def test_prepare_pair_takes_corrections_of_a_prediction():
 def test_strokes_on_a_prediction_are_never_held_out_for_validation():
     """Their accepted rest would grade the model that predicted it on its own output."""
     from napari_unet.core import TrainConfig, Trainer, UNetConfig
-    from napari_unet.core.data import split_for_validation
+    from napari_unet.core.train.data import split_for_validation
 
     prediction = _prediction()
     image = (prediction > 0).astype(np.float32)
@@ -166,7 +166,7 @@ def test_strokes_on_a_prediction_are_never_held_out_for_validation():
 
 
 def test_blocks_of_a_stack_are_its_slices_with_strokes_and_one_image_is_always_one():
-    from napari_unet.core.corrections import correction_blocks
+    from napari_unet.core.train.corrections import correction_blocks
 
     stack = np.random.default_rng(0).random((3, 16, 16)).astype(np.float32)
     prediction = np.zeros(stack.shape, np.uint16)

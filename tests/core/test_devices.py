@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from napari_unet.core import ImageSource, Preprocessing, UNet, UNetConfig, predict_tiled
-from napari_unet.core.devices import (
+from napari_unet.core.errors import UserInputError
+from napari_unet.core.network.devices import (
     PRECISION_ENV,
     autocast_dtype,
     cpu_has_fast_bfloat16,
@@ -15,7 +16,6 @@ from napari_unet.core.devices import (
     resolve_device,
     slow_precision_note,
 )
-from napari_unet.core.errors import UserInputError
 
 
 def test_cpu_auto_precision_is_bfloat16_only_with_amx(monkeypatch):
@@ -41,7 +41,7 @@ def test_environment_variable_says_what_auto_means(monkeypatch):
 
 
 def test_forced_bfloat16_on_a_cpu_without_amx_is_called_slow(monkeypatch):
-    from napari_unet.core import devices
+    from napari_unet.core.network import devices
 
     monkeypatch.delenv(PRECISION_ENV, raising=False)
     cpu = torch.device("cpu")

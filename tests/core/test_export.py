@@ -8,7 +8,7 @@ import torch
 from tests.conftest import disks_image, randomise_batchnorm
 
 from napari_unet.core import ImageSource, ModelFile, Preprocessing, Segmenter, UNet, UNetConfig
-from napari_unet.core.export import export_network, read_export_metadata
+from napari_unet.core.interop.network_export import export_network, read_export_metadata
 
 pytestmark = pytest.mark.numerics
 

@@ -114,7 +114,7 @@ def test_test_time_augmentation_makes_the_output_orientation_independent():
 
 
 def test_stack_channel_axis_tells_stacks_from_channels():
-    from napari_unet.core.inference import stack_channel_axis
+    from napari_unet.core.predict.inference import stack_channel_axis
 
     gray = _segmenter().model_file  # 2D, one input channel
     assert stack_channel_axis((64, 64), gray) is None

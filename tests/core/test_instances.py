@@ -11,14 +11,14 @@ from napari_unet.core import (
     UNetConfig,
     prepare_pair,
 )
-from napari_unet.core.instances import (
+from napari_unet.core.predict.instances import (
     BOUNDARY,
     INTERIOR,
     InstanceAccumulator,
     instance_targets,
     instances_from_probabilities,
 )
-from napari_unet.core.losses import IGNORE
+from napari_unet.core.train.losses import IGNORE
 
 pytestmark = pytest.mark.numerics  # trains or predicts: run in both precisions
 

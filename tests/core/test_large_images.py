@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from napari_unet.core import InstanceAccumulator, Segmenter, io
-from napari_unet.core.arrays import AxesView, add_leading_axis, moveaxis
-from napari_unet.core.inference import instances_from_foreground
+from napari_unet.core.data.arrays import AxesView, add_leading_axis, moveaxis
+from napari_unet.core.predict.inference import instances_from_foreground
 
 pytestmark = pytest.mark.numerics  # trains or predicts: run in both precisions
 
@@ -70,7 +70,7 @@ def nuclei():
 
 
 def test_indexing_only_arrays_are_read_block_by_block(nuclei, monkeypatch):
-    from napari_unet.core import normalize
+    from napari_unet.core.data import normalize
 
     # As for a large image: intensity percentiles from a strided sample, not a whole read.
     monkeypatch.setattr(normalize, "_STATS_SAMPLE", 2**14)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from napari_unet.core import UNet, UNetConfig, UserInputError, receptive_radius
-from napari_unet.core.mobilenet import (
+from napari_unet.core.network.mobilenet import (
     ENCODER_PARAMETERS,
     MobileNetV2Encoder,
     load_imagenet_weights,

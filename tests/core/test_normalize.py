@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from napari_unet.core import ImageSource, Preprocessing, UserInputError
-from napari_unet.core.normalize import channels_first, intensity_stats
+from napari_unet.core.data.normalize import channels_first, intensity_stats
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])
@@ -78,7 +78,7 @@ def test_constant_channel_does_not_divide_by_zero():
 
 
 def test_checking_an_image_never_reads_it():
-    from napari_unet.core.normalize import check_image_array
+    from napari_unet.core.data.normalize import check_image_array
 
     class Lazy:  # as a zarr or dask array: shape and dtype known, reading is expensive
         shape, dtype, ndim = (16384, 16384), np.dtype(np.uint16), 2

@@ -15,7 +15,7 @@ from napari_unet.core import UserInputError, io
 
 pytest.importorskip("ome_zarr")
 
-from napari_unet.core.ome_zarr import (
+from napari_unet.core.data.ome_zarr import (
     is_ome_zarr,
     read_ome_zarr,
     write_labels_into,

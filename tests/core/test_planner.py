@@ -14,7 +14,7 @@ from napari_unet.core import (
     prepare_pair,
     save_model,
 )
-from napari_unet.core.planner import (
+from napari_unet.core.train.planner import (
     CANDIDATES,
     MIN_STEPS,
     describe_plan,

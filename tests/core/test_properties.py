@@ -28,7 +28,7 @@ from napari_unet.core import (
     predict_tiled,
     prepare_pair,
 )
-from napari_unet.core.normalize import intensity_stats
+from napari_unet.core.data.normalize import intensity_stats
 
 pytestmark = pytest.mark.numerics
 FAST = settings(
@@ -178,7 +178,7 @@ def tiny_segmenter():
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(image=ANY_ARRAY, output=st.sampled_from(["semantic", "instances", "probabilities"]))
 def test_any_array_is_segmented_or_refused_with_a_clear_error(tiny_segmenter, image, output):
-    from napari_unet.core.inference import iter_predict_stack, run_to_end
+    from napari_unet.core.predict.inference import iter_predict_stack, run_to_end
 
     for attempt in (
         lambda: tiny_segmenter.predict(image, output=output),

@@ -11,15 +11,15 @@ from napari_unet.core import (
     UserInputError,
     predict_tiled,
 )
-from napari_unet.core.normalize import apply_stats
-from napari_unet.core.tiling import activation, plan_tiles, probabilities_to_labels
+from napari_unet.core.data.normalize import apply_stats
+from napari_unet.core.predict.tiling import activation, plan_tiles, probabilities_to_labels
 
 pytestmark = pytest.mark.numerics  # trains or predicts: run in both precisions
 
 
 def _whole_image(net, source):
     x = torch.from_numpy(apply_stats(np.asarray(source.view), source.offset, source.scale))
-    from napari_unet.core.normalize import select_channels
+    from napari_unet.core.data.normalize import select_channels
 
     x = torch.from_numpy(select_channels(x.numpy(), source.preprocessing, source.in_channels))[None]
     with torch.no_grad():
@@ -134,7 +134,7 @@ def test_every_pixel_is_in_exactly_one_core():
 
 
 def test_default_tiles_take_the_whole_image_when_it_fits_and_bound_the_window_otherwise():
-    from napari_unet.core.tiling import WINDOW_BUDGET, default_tile_size
+    from napari_unet.core.predict.tiling import WINDOW_BUDGET, default_tile_size
 
     assert default_tile_size((1000, 700), (122, 122), 16) == (1008, 704)  # one window, no halo
     cores = default_tile_size((20000, 3000), (122, 122), 16)
@@ -150,7 +150,7 @@ def test_default_tiles_take_the_whole_image_when_it_fits_and_bound_the_window_ot
 
 
 def test_default_3d_tiles_take_short_axes_whole_and_cap_the_halo():
-    from napari_unet.core.tiling import WINDOW_BUDGET, default_tile_size, resolve_halo
+    from napari_unet.core.predict.tiling import WINDOW_BUDGET, default_tile_size, resolve_halo
 
     config3 = UNetConfig(spatial_dims=3, depth=3, base_features=16)
     assert resolve_halo("exact", config3) == (58,) * 3

@@ -18,8 +18,8 @@ from napari_unet.core import (
     save_model,
     split_for_validation,
 )
-from napari_unet.core.losses import IGNORE, log_probabilities, segmentation_loss
 from napari_unet.core.metrics import MetricAccumulator
+from napari_unet.core.train.losses import IGNORE, log_probabilities, segmentation_loss
 
 pytestmark = pytest.mark.numerics  # trains or predicts: run in both precisions
 
@@ -215,7 +215,7 @@ def test_cpu_defaults_are_shared_and_sized_for_a_cpu():
     that learn most in a user's minutes."""
     from tests.conftest import disks_image
 
-    from napari_unet.core.defaults import training_defaults
+    from napari_unet.core.train.defaults import training_defaults
 
     cpu = training_defaults(2, "cpu")
     assert (cpu.depth, cpu.base_features, cpu.patch_size, cpu.batch_size) == (4, 16, 128, 8)
@@ -346,7 +346,7 @@ def test_release_and_continue_training_in_the_same_trainer(disks):
 
 
 def test_annotated_blocks_of_a_stack():
-    from napari_unet.core.data import annotated_blocks
+    from napari_unet.core.train.targets import annotated_blocks
 
     image = np.zeros((4, 32, 32, 3), np.uint8)
     labels = np.zeros((4, 32, 32), np.uint8)
@@ -390,7 +390,7 @@ def test_cosine_schedule_decays_the_learning_rate_to_one_percent(disks):
 
 @pytest.mark.parametrize("shape", [(64, 48), (16, 24, 20)])
 def test_elastic_deformation_warps_image_and_labels_together(shape):
-    from napari_unet.core.data import Augmentation, augment
+    from napari_unet.core.train.data import Augmentation, augment
 
     rng = np.random.default_rng(0)
     targets = np.zeros(shape, np.int16)
@@ -408,7 +408,7 @@ def test_elastic_deformation_warps_image_and_labels_together(shape):
 
 @pytest.mark.parametrize("shape", [(96, 96), (24, 40, 40)])
 def test_zoom_augmentation_rescales_objects_with_their_labels(shape):
-    from napari_unet.core.data import Augmentation, PatchSampler, TrainingPair
+    from napari_unet.core.train.data import Augmentation, PatchSampler, TrainingPair
 
     # A grid of squares, each 8 pixels on a side: their size in a patch tells the zoom.
     grid = np.indices(shape).sum(0) * 0

@@ -14,10 +14,9 @@ from tests.conftest import disks_image  # noqa: E402
 from tests.core.test_bioimageio import _foreign_package, _reference_output  # noqa: E402
 from tests.napari.test_widget import _wait  # noqa: E402
 
-from napari_unet.core import ModelFile  # noqa: E402
-from napari_unet.core.bioimageio_export import export_package  # noqa: E402
-from napari_unet.core.bioimageio_import import PackageModel  # noqa: E402
-from napari_unet.core.checkpoint import load_model  # noqa: E402
+from napari_unet.core import ModelFile, load_model  # noqa: E402
+from napari_unet.core.interop.bioimageio_export import export_package  # noqa: E402
+from napari_unet.core.interop.bioimageio_import import PackageModel  # noqa: E402
 
 
 @pytest.mark.numerics

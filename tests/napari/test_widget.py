@@ -82,7 +82,7 @@ def test_every_spin_box_stays_inside_the_shared_limits(dock):
 
 
 def test_widget_starts_from_the_cli_defaults_and_follows_dimensions(dock):
-    from napari_unet.core.defaults import training_defaults
+    from napari_unet.core.train.defaults import training_defaults
 
     train = dock.train
 
@@ -227,7 +227,7 @@ def test_scribbles_train_from_nothing_with_live_preview(dock, qtbot):
 def test_strokes_on_a_prediction_fine_tune_with_the_rest_of_it_accepted(dock, qtbot):
     from napari_unet._napari.train_panel import build_pairs
     from napari_unet.core import Preprocessing
-    from napari_unet.core.corrections import correction_targets
+    from napari_unet.core.train.corrections import correction_targets
 
     viewer = dock.viewer
     train = dock.train

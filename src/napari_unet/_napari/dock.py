@@ -8,7 +8,7 @@ from typing import Any
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
-from ..core.devices import warm_up
+from ..core.network.devices import warm_up
 from .common import notify_info
 from .segment_panel import SegmentPanel
 from .session import TRAINED, Session

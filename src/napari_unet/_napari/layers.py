@@ -29,7 +29,7 @@ def shown_block(
 ) -> tuple[int, ...]:
     """Index of the slice / time point of ``layer`` that the viewer shows: its leading axes
     (those beyond channel and spatial axes) at the viewer's current position; () for none."""
-    from ..core.inference import leading_shape
+    from ..core.predict.inference import leading_shape
 
     data = layer_array(layer)
     lead = leading_shape(tuple(data.shape), spatial_dims, channel_axis)

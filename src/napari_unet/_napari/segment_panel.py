@@ -24,8 +24,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..core import ModelFile, Segmenter, bundled_models, iter_predict_stack, load_model
-from ..core.bioimageio_import import load_any_model
 from ..core.errors import CodeNotTrusted
+from ..core.interop.open import load_any_model
 from .common import LayerCombo, device_combo, notify_error, notify_info
 from .layers import guess_channel_axis, layer_array, shown_block, spatial_transform, write_labels
 from .session import TRAINED, Session

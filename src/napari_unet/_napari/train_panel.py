@@ -44,13 +44,13 @@ from ..core import (
     prepare_pair,
     save_model,
 )
-from ..core.corrections import correction_blocks
-from ..core.data import annotated_blocks
-from ..core.defaults import training_defaults
-from ..core.normalize import model_channels
-from ..core.planner import describe_plan, plan_for_budget
-from ..core.tiling import probabilities_to_labels
-from ..core.training import KEPT_START
+from ..core.data.normalize import model_channels
+from ..core.predict.tiling import probabilities_to_labels
+from ..core.train.corrections import correction_blocks
+from ..core.train.defaults import training_defaults
+from ..core.train.planner import describe_plan, plan_for_budget
+from ..core.train.targets import annotated_blocks
+from ..core.train.trainer import KEPT_START
 from .common import LayerCombo, device_combo, notify_error
 from .layers import (
     METADATA_KEY,

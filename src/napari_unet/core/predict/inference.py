@@ -1,0 +1,347 @@
+"""Apply a trained model to an image: probabilities, class labels, or object labels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import limits
+from ..data.arrays import moveaxis
+from ..data.normalize import ImageSource, check_image_array
+from ..errors import UserInputError
+from ..interop.bioimageio_import import PackageModel
+from ..interop.open import load_any_model
+from ..models.model_file import ModelFile
+from ..network.devices import describe_device, release_cpu_memory, resolve_device
+from ..network.unet import fold_batchnorm
+from .instances import instances_from_probabilities
+from .packages import package_tiling
+from .stitching import iter_instances_in_blocks
+from .tiling import TileProgress, predict_tiled, probabilities_to_labels
+from .tta import TestTimeAugmented
+
+OUTPUTS = ("semantic", "instances", "probabilities")
+
+
+@dataclass
+class Prediction:
+    """Result of :meth:`Segmenter.predict`: labels (*spatial) and optionally probabilities."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None
+    device: str
+
+
+def instances_from_foreground(foreground: np.ndarray, min_size: int = 0) -> np.ndarray:
+    """One label (uint32) per connected foreground component of at least ``min_size`` pixels,
+    numbered 1..N (touching objects stay merged; instance models separate them).
+
+    Works in place on one uint32 array, so a 16k x 16k image needs 1 GB, not the 2 GB of int64
+    labels and again as much to renumber them.
+    """
+    from scipy import ndimage as ndi
+
+    labels = np.zeros(foreground.shape, np.uint32)
+    count = ndi.label(foreground, np.ones((3,) * foreground.ndim), output=labels)
+    if count == 0:
+        return labels
+    sizes = np.zeros(count + 1, np.int64)
+    chunk = max(1, 2**22 // max(1, labels[0].size))  # rows per chunk: small int64 copies
+    for rows in range(0, labels.shape[0], chunk):
+        sizes += np.bincount(labels[rows : rows + chunk].ravel(), minlength=count + 1)
+    keep = sizes >= max(min_size, 1)
+    keep[0] = False
+    if keep[1:].all():
+        return labels  # ndimage numbers components 1..N already
+    numbers = np.zeros(count + 1, np.uint32)
+    numbers[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
+    for rows in range(0, labels.shape[0], chunk):  # in place: no second full array
+        labels[rows : rows + chunk] = numbers[labels[rows : rows + chunk]]
+    return labels
+
+
+class Segmenter:
+    """A model ready to predict on a device; reuse it for many images.
+
+    Parameters
+    ----------
+    model : a :class:`ModelFile`, a path, or a bundled model's name.
+    device : "auto", "cpu", "cuda", "cuda:1" or "mps".
+    precision : "auto", "float32", "bfloat16" or "float16".
+    """
+
+    def __init__(
+        self,
+        model: ModelFile | PackageModel | str,
+        device: str = "auto",
+        precision: str = "auto",
+        *,
+        trust_code: bool = False,
+    ):
+        if isinstance(model, (ModelFile, PackageModel)):
+            self.model_file = model
+        else:
+            self.model_file = load_any_model(model, trust_code=trust_code)
+        self.device = resolve_device(device)
+        self.precision = precision
+        self.is_package = isinstance(self.model_file, PackageModel)
+        if self.is_package:
+            # Someone else's network was validated in float32: "auto" keeps it there.
+            self.precision = "float32" if precision == "auto" else precision
+            self.net = self.model_file.network(self.device)
+        else:
+            # Prediction never trains this copy: batch norm folds into the convolutions.
+            self.net = fold_batchnorm(self.model_file.build(self.device))
+
+    @property
+    def device_name(self) -> str:
+        return describe_device(self.device)
+
+    def iter_predict(
+        self,
+        image: np.ndarray,
+        *,
+        channel_axis: int | None = None,
+        output: str = "semantic",
+        keep_probabilities: bool = False,
+        threshold: float = 0.5,
+        tile_size: int | tuple[int, ...] | None = None,
+        halo: int | str = "auto",
+        batch_size: int = 4,
+        min_size: int = 0,
+        seed_threshold: float = 0.5,
+        test_time_augmentation: bool = False,
+    ) -> Generator[TileProgress, None, Prediction]:
+        """Like :meth:`predict`, but a generator yielding tile progress; returns the result."""
+        if output not in OUTPUTS:
+            raise UserInputError(f"output must be one of {OUTPUTS}, got {output!r}")
+        for name, value in (
+            ("threshold", threshold), ("seed_threshold", seed_threshold), ("min_size", min_size),
+            ("predict_batch_size", batch_size),
+            *((("tile_size", t) for t in tile_size) if isinstance(tile_size, tuple) else [("tile_size", tile_size)]),
+        ):  # fmt: skip
+            limits.check(name, value, name.removeprefix("predict_").replace("_", " "))
+        config = self.model_file.config
+        tiling = {
+            "tile_size": tile_size,
+            "halo": halo,
+            "batch_size": batch_size,
+            "device": self.device,
+            "precision": self.precision,
+        }
+        if self.is_package:
+            source = self.model_file.source(image, channel_axis)
+            tiling.update(package_tiling(self.model_file, source.shape, tile_size, halo))
+        else:
+            source = ImageSource(
+                image,
+                config.spatial_dims,
+                self.model_file.preprocessing,
+                config.in_channels,
+                channel_axis,
+            )
+        net = TestTimeAugmented(self.net) if test_time_augmentation else self.net
+        prob = None
+        instance_model = self.model_file.is_instance_model
+        if output == "probabilities" or keep_probabilities:
+            prob = np.zeros((config.out_channels, *source.shape), np.float32)
+            yield from predict_tiled(net, source, prob, **tiling)
+            if output == "instances" and instance_model:
+                labels = instances_from_probabilities(
+                    prob,
+                    foreground_threshold=threshold,
+                    seed_threshold=seed_threshold,
+                    min_size=min_size,
+                )
+            else:
+                labels = probabilities_to_labels(prob, threshold)
+        elif output == "instances" and instance_model:
+            # Block by block: the whole-image probabilities are never held (3 GB at 16k^2).
+            labels = np.zeros(source.shape, np.uint32)
+            tiling["block_size"] = tiling.pop("tile_size")
+            yield from iter_instances_in_blocks(
+                net,
+                source,
+                labels,
+                foreground_threshold=threshold,
+                seed_threshold=seed_threshold,
+                min_size=min_size,
+                **tiling,
+            )
+        else:
+            # Labels straight from each tile: no full-size probability array in memory.
+            labels = np.zeros(source.shape, np.uint8 if config.out_channels <= 256 else np.uint16)
+            yield from predict_tiled(
+                net, source, labels, output="labels", threshold=threshold, **tiling
+            )
+        if self.is_package and source.shape != source.original_shape:
+            crop = tuple(slice(0, n) for n in source.original_shape)
+            labels = labels[crop]
+            prob = None if prob is None else prob[(slice(None), *crop)]
+        if output == "instances" and not instance_model:
+            labels = instances_from_foreground(labels > 0, min_size)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        elif self.device.type == "cpu":
+            release_cpu_memory()
+        return Prediction(labels, prob, self.device_name)
+
+    def predict(
+        self,
+        image: np.ndarray,
+        *,
+        progress: Callable[[TileProgress], None] | None = None,
+        **options,
+    ) -> Prediction:
+        """Segment ``image`` (see :meth:`iter_predict` for options); ``progress`` sees each batch.
+
+        output : "semantic" (class per pixel), "instances" (one label per object of at least
+            ``min_size`` pixels: seeded watershed for instance models, connected components of
+            the foreground otherwise) or "probabilities" (also keeps them).
+        threshold : foreground probability threshold; seed_threshold : interior probability
+            that seeds an object (instance models).
+        test_time_augmentation : average over the 8 flips and rotations of the image plane
+            (8 times slower; a little more accurate and orientation-independent).
+        """
+        return run_to_end(self.iter_predict(image, **options), progress)
+
+
+def run_to_end(
+    steps: Generator[Any, None, Prediction], progress: Callable[[Any], None] | None = None
+) -> Prediction:
+    """Drive a prediction generator (:meth:`Segmenter.iter_predict`, :func:`iter_predict_stack`)
+    to its end, showing each step to ``progress``; returns its result."""
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration as done:
+            return done.value
+        if progress is not None:
+            progress(step)
+
+
+@dataclass(frozen=True)
+class StackProgress:
+    """Progress over the blocks of a stack: block ``block`` of ``blocks``, and its tiles."""
+
+    block: int
+    blocks: int
+    tile: TileProgress
+
+    @property
+    def fraction(self) -> float:
+        within = self.tile.done / self.tile.total if self.tile.total else 0.0
+        return (self.block + within) / self.blocks if self.blocks else 1.0
+
+
+def leading_shape(
+    shape: tuple[int, ...], spatial_dims: int, channel_axis: int | None
+) -> tuple[int, ...]:
+    """The axes of an image beyond its channel and spatial axes (stack, time), which are
+    segmented one block at a time; spatial axes are the last ones (after removing channels)."""
+    axes = list(shape)
+    if channel_axis is not None:
+        if not -len(shape) <= channel_axis < len(shape):
+            raise UserInputError(
+                f"channel axis {channel_axis} is out of range for an image of shape {shape}"
+            )
+        del axes[channel_axis]
+    if len(axes) < spatial_dims:
+        raise UserInputError(
+            f"the model is {spatial_dims}D but the image has only {len(axes)} non-channel axes {tuple(axes)}"
+        )
+    return tuple(axes[: len(axes) - spatial_dims])
+
+
+def stack_channel_axis(
+    shape: tuple[int, ...], model: ModelFile, channel_axis: int | None = None
+) -> int | None:
+    """The channel axis to use when ``model`` segments an image of ``shape`` that may hold
+    more axes than the model's spatial ones (a z-stack for a 2D model, time points, ...).
+
+    An explicit ``channel_axis`` wins. Single-channel models (and models that turn colour into
+    gray) see a colour last axis (3 or 4 entries) as channels and every other extra axis as a
+    stack axis. Multi-channel models look for an axis with as many entries as they have
+    input channels: the last, the first, then the second (ImageJ's Z, C, Y, X order).
+    """
+    if channel_axis is not None:
+        return channel_axis
+    config = model.config
+    if len(shape) <= config.spatial_dims:
+        return None
+    colour = shape[-1] in (3, 4)
+    if config.in_channels == 1 or model.preprocessing.channel_mode == "gray":
+        return -1 if colour else None
+    wanted = {config.in_channels} | ({4} if config.in_channels == 3 else set())
+    candidates = [-1, 0] + ([1] if len(shape) >= config.spatial_dims + 2 else [])
+    for axis in candidates:
+        if shape[axis] in wanted:
+            return axis
+    raise UserInputError(
+        f"cannot tell which axis of the image of shape {tuple(shape)} holds the model's "
+        f"{config.in_channels} input channels; give the channel axis explicitly"
+    )
+
+
+def iter_predict_stack(
+    segmenter: Segmenter,
+    image: np.ndarray,
+    *,
+    channel_axis: int | None = None,
+    index: tuple[int, ...] | None = None,
+    output: str = "semantic",
+    **options,
+) -> Generator[StackProgress, None, Prediction]:
+    """Segment an image whose leading axes (a z-stack for a 2D model, time points, ...) are
+    processed block by block; ``index`` restricts the work to one block (e.g. the slice shown).
+
+    Returns labels of shape (*leading, *spatial) (zeros outside ``index``) and, for
+    ``output="probabilities"``, probabilities of shape (*leading, K, *spatial). Object ids of
+    instance output are unique across blocks.
+    """
+    check_image_array(image)
+    dims = segmenter.model_file.config.spatial_dims
+    lead = leading_shape(tuple(image.shape), dims, channel_axis)
+    view = image if channel_axis is None else moveaxis(image, channel_axis, -1)
+    block_channel_axis = None if channel_axis is None else -1
+    spatial = tuple(view.shape[len(lead) : len(lead) + dims])
+    if index is not None:
+        if len(index) != len(lead) or any(not 0 <= i < n for i, n in zip(index, lead, strict=True)):
+            raise UserInputError(f"index {index} does not fit the stack axes {lead}")
+        blocks = [tuple(index)]
+    else:
+        blocks = list(np.ndindex(*lead)) if lead else [()]
+    labels = None
+    prob = None
+    offset = 0
+    device = segmenter.device_name
+    for n, block in enumerate(blocks):
+        gen = segmenter.iter_predict(
+            view[block], channel_axis=block_channel_axis, output=output, **options
+        )
+        while True:
+            try:
+                tile = next(gen)
+            except StopIteration as done:
+                result: Prediction = done.value
+                break
+            yield StackProgress(n, len(blocks), tile)
+        if labels is None:
+            labels = np.zeros(lead + spatial, result.labels.dtype)
+        block_labels = result.labels
+        if output == "instances" and block_labels.max() > 0:
+            block_labels = np.where(block_labels > 0, block_labels + offset, 0).astype(
+                block_labels.dtype
+            )
+            offset = int(block_labels.max())
+        labels[block] = block_labels
+        if result.probabilities is not None:
+            if prob is None:
+                prob = np.zeros(lead + result.probabilities.shape, np.float32)
+            prob[block] = result.probabilities
+        device = result.device
+    return Prediction(labels, prob, device)
