@@ -411,7 +411,7 @@ def main() -> None:
     parser.add_argument(
         "--seeds", type=int, default=3, help="repeats (initialisation, sampling, strokes)"
     )
-    # A new model gets what the widget and the CLI give one on a CPU (core/defaults.py).
+    # A new model gets what the widget and the CLI give one on a CPU (core/train/defaults.py).
     cpu = training_defaults(2, "cpu")
     parser.add_argument("--depth", type=int, default=cpu.depth)
     parser.add_argument("--base-features", type=int, default=cpu.base_features)

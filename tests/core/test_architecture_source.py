@@ -1,4 +1,4 @@
-"""The U-Net as one self-contained file for bioimage.io packages (core/architecture_source.py):
+"""The U-Net as one self-contained file for bioimage.io packages (core/interop/architecture_source.py):
 it imports nothing but the standard library and torch, and rebuilds the very network
 napari-unet builds, for every kind of architecture."""
 

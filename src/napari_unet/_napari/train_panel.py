@@ -273,7 +273,7 @@ class TrainPanel(QWidget):
         )
         self.dims = QComboBox(self)
         self.dims.addItems(["2D", "3D"])
-        # The CLI's defaults for a 2D model on this machine's device (core/defaults.py).
+        # The CLI's defaults for a 2D model on this machine's device (core/train/defaults.py).
         defaults = training_defaults(2, "auto")
         self.depth = QSpinBox(self, minimum=1, maximum=6, value=defaults.depth)
         self.base = QSpinBox(self, minimum=4, maximum=128, value=defaults.base_features)
@@ -361,7 +361,7 @@ class TrainPanel(QWidget):
         self.kind.currentTextChanged.connect(
             lambda text: self.classes.setEnabled(MODEL_KINDS[text] == "semantic")
         )
-        # A new dimensionality or device brings its own defaults (core/defaults.py).
+        # A new dimensionality or device brings its own defaults (core/train/defaults.py).
         self.dims.currentTextChanged.connect(self._apply_defaults)
         self.device.currentTextChanged.connect(self._apply_defaults)
         self.classes.setEnabled(False)  # instances by default

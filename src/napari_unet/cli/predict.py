@@ -218,7 +218,7 @@ def _file_bar(name: str):
 
 
 def _run_predict_on_cluster(args: argparse.Namespace, files: list[Path], out_dir: Path) -> int:
-    """``predict --cluster``: the same outputs, computed by Dask workers (core/cluster.py)."""
+    """``predict --cluster``: the same outputs, computed by Dask workers (core/cluster/dask_prediction.py)."""
     from tqdm import tqdm
 
     from ..core import Segmenter, UserInputError

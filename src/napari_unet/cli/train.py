@@ -109,7 +109,7 @@ def _load_pairs(
 def _run_train(args: argparse.Namespace) -> int:
     from ..core.train.ddp import device_for, shutdown, world_from_environment
 
-    # Under torchrun: one of several processes (see core/ddp.py); alone otherwise.
+    # Under torchrun: one of several processes (see core/train/ddp.py); alone otherwise.
     world = world_from_environment(args.device)
     args.device = device_for(world, args.device)
     try:
@@ -401,7 +401,7 @@ _PLANNED = ("depth", "base_features", "patch_size", "batch_size")
 
 
 def _plan(args: argparse.Namespace, pairs, val_pairs, net, config, world):
-    """Plan the settings left open for --minutes (core/planner.py): the network, the config
+    """Plan the settings left open for --minutes (core/train/planner.py): the network, the config
     with the rest of the budget after planning, and the plan to store; unchanged when the
     user set them all, or in a distributed run (whose processes must agree on one network)."""
     from ..core.train.planner import plan_for_budget

@@ -78,7 +78,7 @@ def standalone_source() -> str:
     model = (_NETWORK / "unet.py").read_text()
     return (
         _HEADER.format(version=__version__)
-        + "\n# ---- from napari_unet/core/mobilenet.py\n"
+        + "\n# ---- from napari_unet/core/network/mobilenet.py\n"
         + _strip(mobilenet, {})
         + "\n\n# ---- from napari_unet/core/network/unet.py\n"
         + _strip(model, _RENAMED)
