@@ -65,8 +65,17 @@ def changed_outside(before: dict[str, str], after: dict[str, str], root: Path, w
     return [p for p, digest in before.items() if after.get(p) != digest and not allowed(p)]
 
 
+# Cases that start a second process of their own: the full run has them, the inner loop not.
+_SLOW_CASES = {"two predicts into one folder at once", "two trainings onto one model file at once"}
+
+
 @pytest.mark.parametrize(
-    "case", [*HOSTILE, *SWEEP], ids=[c.name for c in HOSTILE] + [f"sweep: {c.name}" for c in SWEEP]
+    "case",
+    [
+        pytest.param(c, marks=pytest.mark.slow) if c.name in _SLOW_CASES else c
+        for c in HOSTILE + SWEEP
+    ],
+    ids=[c.name for c in HOSTILE] + [f"sweep: {c.name}" for c in SWEEP],
 )
 def test_hostile_input_is_refused_in_one_line_and_touches_nothing_else(
     case: HostileCase, tmp_path, capsys
@@ -107,6 +116,7 @@ def _cli(*args: str, **popen) -> subprocess.Popen:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_sigterm_during_training_saves_and_exits_143(tmp_path):
     """SLURM and Kubernetes stop jobs with SIGTERM: handled as Ctrl-C (model saved, resumable)."""
     import signal
@@ -132,6 +142,7 @@ def test_sigterm_during_training_saves_and_exits_143(tmp_path):
     assert load_model(out).training_state is not None
 
 
+@pytest.mark.slow  # a real process of its own
 def test_a_closed_pipe_ends_quietly():
     """`napari-unet info | head -1`: the reader went away; no error, as Unix tools do."""
     process = _cli("info", "nuclei", stdout=subprocess.PIPE)
@@ -141,6 +152,7 @@ def test_a_closed_pipe_ends_quietly():
     assert err.strip() == "", err
 
 
+@pytest.mark.slow  # a real process of its own
 def test_a_full_standard_output_is_one_line():
     with open("/dev/full", "w") as full:
         process = _cli("info", "nuclei", stdout=full)
@@ -149,6 +161,7 @@ def test_a_full_standard_output_is_one_line():
     assert err.strip() == "napari-unet: error: cannot write to standard output: the disk is full"
 
 
+@pytest.mark.slow  # a real process of its own
 def test_the_decoders_log_stays_out_of_the_error(tmp_path):
     """tifffile logs what it cannot read; in a real process (pytest's own logging would catch
     it here) the user sees only the one error line."""

@@ -76,6 +76,7 @@ def test_retina_model_finds_vessels_on_a_drive_image(tmp_path, capsys):
 DSB2018 = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DSB2018.is_dir(), reason="needs ../shared/data/dsb2018")
 def test_nuclei_model_finds_nuclei_in_h_and_e_and_brightfield_images():
     """The previous model found nothing in them (F1 0.000); the benchmark measures 0.60-0.65."""

@@ -550,6 +550,7 @@ def test_diverging_training_ends_with_one_line_and_saves_finite_weights(dataset,
     assert all(torch.isfinite(v).all() for v in model.weights.values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_a_time_budget_plans_what_was_left_open_and_info_shows_it(dataset, capsys):
     images, labels = str(dataset / "train/images"), str(dataset / "train/labels")
     out = dataset / "planned.pt"

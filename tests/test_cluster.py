@@ -23,6 +23,8 @@ from napari_unet.core.data.ome_zarr import read_ome_zarr
 from napari_unet.core.predict.batch import plan_jobs
 from napari_unet.samples import sample_path
 
+pytestmark = pytest.mark.slow  # over 10 s on 2 cores: not in the inner loop
+
 BLOCK = 256
 
 

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # over 10 s on 2 cores: not in the inner loop
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "crash_safety.py"
 
 

@@ -14,6 +14,8 @@ from tests.conftest import disks_image
 
 from napari_unet.core import load_model
 
+pytestmark = pytest.mark.slow  # over 10 s on 2 cores: not in the inner loop
+
 OUTPUT = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
 TINY = ["--depth", "2", "--base-features", "4", "--batch-size", "2", "--patch-size", "48"]
 

@@ -34,6 +34,8 @@ from napari_unet.core.interop.bioimageio_import import PackageModel, describe_pa
 from napari_unet.core.interop.bioimageio_spec import is_package, open_package
 from napari_unet.core.interop.open import load_any_model
 
+pytestmark = pytest.mark.slow  # over 10 s on 2 cores: not in the inner loop
+
 BIOIMAGEIO = Path(sys.executable).with_name("bioimageio")
 
 

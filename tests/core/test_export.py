@@ -10,7 +10,7 @@ from tests.conftest import disks_image, randomise_batchnorm
 from napari_unet.core import ImageSource, ModelFile, Preprocessing, Segmenter, UNet, UNetConfig
 from napari_unet.core.interop.network_export import export_network, read_export_metadata
 
-pytestmark = pytest.mark.numerics
+pytestmark = [pytest.mark.numerics, pytest.mark.slow]
 
 MODELS = {
     "2d-3class": UNetConfig(depth=2, base_features=4, out_channels=3),

@@ -82,6 +82,7 @@ def test_matching_counts_on_a_hand_made_case():
         InstanceAccumulator((0.3,))
 
 
+@pytest.mark.slow
 def test_instance_model_trains_and_splits_objects():
     image, labels = disks_image(shape=(128, 128), n=10, radius=7, seed=4)
     task = {"kind": "instances", "boundary_width": 2}

@@ -69,6 +69,7 @@ def nuclei():
     return image, segmenter, whole.labels
 
 
+@pytest.mark.slow
 def test_indexing_only_arrays_are_read_block_by_block(nuclei, monkeypatch):
     from napari_unet.core.data import normalize
 
@@ -82,6 +83,7 @@ def test_indexing_only_arrays_are_read_block_by_block(nuclei, monkeypatch):
     assert lazy.largest_read < image.size / 2
 
 
+@pytest.mark.slow
 def test_zarr_and_dask_arrays_give_the_same_labels(nuclei, tmp_path):
     da = pytest.importorskip("dask.array")
     zarr = pytest.importorskip("zarr")
@@ -118,6 +120,7 @@ def _numpy_peak(run):
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_block_wise_instances_never_hold_whole_image_probabilities(nuclei):
     image, segmenter, _ = nuclei
     large = np.tile(image, (2, 2))  # 1040 x 1392

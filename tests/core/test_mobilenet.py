@@ -137,6 +137,7 @@ def test_mobilenet_settings_that_cannot_work_are_refused():
         UNetConfig(encoder="resnet")
 
 
+@pytest.mark.slow
 def test_train_from_the_command_line_with_imagenet_encoder_weights(tmp_path, capsys):
     import tifffile
     from tests.conftest import disks_image

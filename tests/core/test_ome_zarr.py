@@ -71,6 +71,7 @@ def _cli(*args):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.numerics
 def test_cli_predicts_ome_zarr_to_ome_zarr(nuclei_stack, tmp_path):
     path, data = nuclei_stack

@@ -92,6 +92,7 @@ def test_scribbles_and_equivalent_dense_labels_with_ignore_value_train_identical
         assert torch.equal(wa, wb), name
 
 
+@pytest.mark.slow
 def test_a_few_scribbled_strokes_are_enough_to_learn(disks):
     image, labels = disks
     scribbles = np.zeros_like(labels)
@@ -261,6 +262,7 @@ def test_bad_training_input_gives_clear_errors(disks):
         Trainer([_pair(np.stack([image] * 3, -1), labels)], TINY, TrainConfig(val_fraction=0))
 
 
+@pytest.mark.slow
 def test_multiclass_training_separates_three_classes():
     from skimage.draw import disk, rectangle
 
@@ -297,6 +299,7 @@ def test_multiclass_training_separates_three_classes():
     assert report["1"]["dice"] > 0.9 and report["2"]["dice"] > 0.9
 
 
+@pytest.mark.slow
 def test_3d_training_and_prediction():
     from skimage.draw import ellipsoid
 
@@ -535,6 +538,7 @@ def test_a_valid_unet_learns_from_tile_centres_and_segments_to_the_borders(disks
     assert _dice(prediction.labels, labels) > 0.9
 
 
+@pytest.mark.slow
 def test_a_fine_tune_never_hands_back_weights_worse_than_its_start(disks):
     image, labels = disks
     right = [_pair(image, labels)]

@@ -18,6 +18,8 @@ from napari_unet.core import ModelFile, load_model  # noqa: E402
 from napari_unet.core.interop.bioimageio_export import export_package  # noqa: E402
 from napari_unet.core.interop.bioimageio_import import PackageModel  # noqa: E402
 
+pytestmark = pytest.mark.slow  # over 10 s on 2 cores: not in the inner loop
+
 
 @pytest.mark.numerics
 def test_load_packages_segment_and_fine_tune(dock, qtbot, tmp_path, monkeypatch):

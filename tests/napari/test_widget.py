@@ -391,6 +391,7 @@ def test_a_new_model_can_read_one_channel_of_a_colour_layer(dock, qtbot):
     assert model.preprocessing.invert == "auto"
 
 
+@pytest.mark.slow
 def test_a_time_budget_plans_the_network_and_shows_the_plan(dock, qtbot):
     viewer = dock.viewer
     image, truth = disks_image(shape=(96, 96))
