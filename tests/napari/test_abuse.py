@@ -164,3 +164,56 @@ def test_odd_layers_are_segmented_or_explained(dock, qtbot, data):
     _wait(qtbot, seg, seg.segment())
     assert "odd U-Net" in viewer.layers, seg.last_message
     assert viewer.layers["odd U-Net"].data.shape == data.shape
+
+
+def _close_dock(viewer, dock, qtbot) -> None:
+    """As the dock's close button does: out of the window, and its Qt widgets deleted."""
+    viewer.window.remove_dock_widget(dock)
+    dock.deleteLater()
+    qtbot.wait(50)
+
+
+def test_a_closed_and_reopened_dock_still_offers_the_trained_model(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """Closing the dock promises: 'a model trained so far stays available'."""
+    from tests.bad_inputs import tiny_model
+
+    from napari_unet._napari.session import TRAINED
+    from napari_unet.core import load_model
+
+    viewer = make_napari_viewer()
+    _, dock = viewer.window.add_plugin_dock_widget("napari-unet-torch", "U-Net")
+    dock.session.set_trained(load_model(tiny_model(tmp_path / "m.pt")))
+    _close_dock(viewer, dock, qtbot)
+    import gc
+
+    gc.collect()  # the proxy viewer the first dock was given is gone now
+    _, again = viewer.window.add_plugin_dock_widget("napari-unet-torch", "U-Net")
+    assert again is not dock
+    assert again.session.trained is not None
+    offered = [again.segment.model.itemText(i) for i in range(again.segment.model.count())]
+    assert TRAINED in offered
+
+
+def test_layers_deleted_after_the_dock_was_reopened_raise_nothing(
+    make_napari_viewer, qtbot, capsys, caplog
+):
+    viewer = make_napari_viewer()
+    _, dock = viewer.window.add_plugin_dock_widget("napari-unet-torch", "U-Net")
+    for name in ("a", "b", "c"):
+        viewer.add_image(np.zeros((16, 16), np.uint8), name=name)
+    _close_dock(viewer, dock, qtbot)
+    _, again = viewer.window.add_plugin_dock_widget("napari-unet-torch", "U-Net")
+    for name in ("a", "b"):
+        viewer.layers.remove(name)  # the closed dock's combos must not hear of it
+        qtbot.wait(10)
+    viewer.add_image(np.zeros((16, 16), np.uint8), name="d")
+    viewer.layers["d"].name = "renamed"
+    assert [again.segment.image.itemText(i) for i in range(again.segment.image.count())] == [
+        "c",
+        "renamed",
+    ]
+    viewer.close()
+    said = capsys.readouterr().err + caplog.text
+    assert "has been deleted" not in said and "Traceback" not in said, said

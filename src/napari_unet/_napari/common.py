@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
 from qtpy.QtWidgets import QComboBox, QWidget
@@ -10,6 +11,20 @@ from qtpy.QtWidgets import QComboBox, QWidget
 from ..core import UserInputError, available_devices
 
 log = logging.getLogger("napari_unet")
+
+
+def _disconnect(viewer: Any, refresh: Any, inserted: Any) -> None:
+    """Take a deleted combo's callbacks off the viewer's layer events. It runs while Qt
+    deletes the widget, where an exception would abort the program (PyQt): a viewer being
+    torn down itself may have nothing left to disconnect, and that is fine."""
+    try:
+        layers = viewer.layers
+        layers.events.inserted.disconnect(inserted)
+        layers.events.removed.disconnect(refresh)
+        for layer in list(layers):
+            layer.events.name.disconnect(refresh)
+    except Exception:  # nothing to undo once the viewer is gone
+        pass
 
 
 class LayerCombo(QComboBox):
@@ -22,14 +37,28 @@ class LayerCombo(QComboBox):
         # Long layer names must not widen the dock and squeeze the canvas.
         self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(8)
-        viewer.layers.events.inserted.connect(self._on_inserted)
-        viewer.layers.events.removed.connect(self.refresh)
-        for layer in viewer.layers:
-            layer.events.name.connect(self.refresh)
-        self.refresh()
+        # A closed dock's combos are deleted on the Qt side while the viewer lives on: they
+        # must stop hearing of its layers, or every later change would raise in them. The
+        # viewer's events get plain functions that hold the combo weakly (a deleted widget
+        # cannot even be compared any more), on the viewer itself rather than on the proxy
+        # napari hands to plugins (which wraps callbacks, so they could not be taken off).
+        real = getattr(viewer, "__wrapped__", viewer)
+        me = weakref.ref(self)
 
-    def _on_inserted(self, event: Any) -> None:
-        event.value.events.name.connect(self.refresh)
+        def on_change(*_: Any) -> None:
+            combo = me()
+            if combo is not None:
+                combo.refresh()
+
+        def on_inserted(event: Any) -> None:
+            event.value.events.name.connect(on_change)
+            on_change()
+
+        real.layers.events.inserted.connect(on_inserted)
+        real.layers.events.removed.connect(on_change)
+        for layer in real.layers:
+            layer.events.name.connect(on_change)
+        self.destroyed.connect(lambda *_: _disconnect(real, on_change, on_inserted))
         self.refresh()
 
     def refresh(self, *_: Any) -> None:

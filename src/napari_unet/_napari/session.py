@@ -28,6 +28,10 @@ class Session(QObject):
     def for_viewer(cls, viewer: Any) -> Session:
         """The viewer's session: one per viewer, so a dock closed and opened again still
         offers the model trained before."""
+        # napari hands each plugin widget its own proxy of the viewer: key on the viewer
+        # itself, or a reopened dock would find a new, empty session (and the proxy's death
+        # would end the old one).
+        viewer = getattr(viewer, "__wrapped__", viewer)
         key = id(viewer)
         if key not in _SESSIONS:
             _SESSIONS[key] = cls()
