@@ -37,6 +37,7 @@ def main() -> None:
 
     from napari_unet.core import Segmenter
     from napari_unet.core.cluster import dask_prediction as cl
+    from napari_unet.core.cluster.planning import plan_cluster_run
     from napari_unet.core.data.io import read_image
     from napari_unet.core.data.ome_zarr import read_ome_zarr
     from napari_unet.core.predict.batch import plan_jobs
@@ -75,7 +76,7 @@ def main() -> None:
                 jobs = plan_jobs([path], out, probabilities=probabilities)
                 options = {"output": "semantic" if probabilities else "instances",
                            "keep_probabilities": probabilities, "batch_size": 4}  # fmt: skip
-                run = cl.plan_cluster_run(jobs, key, options, block_size=args.block)
+                run = plan_cluster_run(jobs, key, options, block_size=args.block)
                 started = time.perf_counter()
                 for _ in run.submit(client):
                     pass

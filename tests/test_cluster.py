@@ -18,6 +18,7 @@ pytest.importorskip("ome_zarr")
 from napari_unet.cli import main
 from napari_unet.core import Segmenter
 from napari_unet.core.cluster import dask_prediction as cl
+from napari_unet.core.cluster.planning import plan_cluster_run
 from napari_unet.core.data.io import read_image
 from napari_unet.core.data.ome_zarr import read_ome_zarr
 from napari_unet.core.predict.batch import plan_jobs
@@ -59,7 +60,7 @@ def _plan(path, out, output, probabilities=False, resume=False):
     jobs = plan_jobs([path], out, probabilities=probabilities, overwrite=resume)
     key = cl.ModelKey("nuclei", "cpu", "float32", threads=1)
     options = _options(output, probabilities)
-    return cl.plan_cluster_run(jobs, key, options, block_size=BLOCK, resume=resume)
+    return plan_cluster_run(jobs, key, options, block_size=BLOCK, resume=resume)
 
 
 def _run(run, client, on_progress=None):
@@ -176,7 +177,7 @@ def test_a_3d_ome_zarr_volume_in_blocks_keeps_pixel_sizes(client, tmp_path):
     )  # fmt: skip
     jobs = plan_jobs([source], tmp_path / "out", probabilities=True)
     key = cl.ModelKey(str(path), "cpu", "float32", threads=1)
-    run = cl.plan_cluster_run(jobs, key, _options("semantic", True), block_size=32)
+    run = plan_cluster_run(jobs, key, _options("semantic", True), block_size=32)
     assert run.images[0].grid == (2, 3, 3)
     _run(run, client)
     labels = read_ome_zarr(tmp_path / "out" / "vol_labels.ome.zarr")

@@ -222,7 +222,8 @@ def _run_predict_on_cluster(args: argparse.Namespace, files: list[Path], out_dir
     from tqdm import tqdm
 
     from ..core import Segmenter, UserInputError
-    from ..core.cluster.dask_prediction import ModelKey, connect, plan_cluster_run
+    from ..core.cluster.dask_prediction import ModelKey, connect
+    from ..core.cluster.planning import plan_cluster_run
     from ..core.predict.batch import plan_jobs
 
     model = args.model
