@@ -45,7 +45,7 @@ def main() -> None:
     from napari_unet.core.data.io import read_image
     from napari_unet.core.interop.network_export import export_network
     from napari_unet.core.network.devices import autocast_dtype
-    from napari_unet.core.network.unet import fold_batchnorm
+    from napari_unet.core.network.fold import fold_batchnorm
     from napari_unet.samples import sample_path
 
     model = load_model(args.model)

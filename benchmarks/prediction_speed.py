@@ -46,7 +46,8 @@ from napari_unet.core.network.devices import (
     resolve_device,
     reuse_cpu_memory,
 )
-from napari_unet.core.network.unet import fold_batchnorm, padding_mode
+from napari_unet.core.network.fold import fold_batchnorm
+from napari_unet.core.network.unet import padding_mode
 
 NETS = {
     "base16": UNetConfig(depth=4, base_features=16),

@@ -31,7 +31,8 @@ from ... import __version__
 from ..data.io import atomic_write
 from ..errors import UserInputError
 from ..models.model_file import ModelFile
-from ..network.unet import activation, fold_batchnorm, receptive_radius
+from ..network.fold import fold_batchnorm
+from ..network.unet import activation, receptive_radius
 
 EXPORT_FORMATS = ("torchscript", "onnx")
 METADATA_KEY = "napari_unet"

@@ -263,7 +263,7 @@ def _state_dict_bytes(model: ModelFile) -> bytes:
 
 
 def _logits(model: ModelFile, x: np.ndarray) -> np.ndarray:
-    from ..network.unet import fold_batchnorm
+    from ..network.fold import fold_batchnorm
 
     net = fold_batchnorm(model.build("cpu"))
     with torch.inference_mode():

@@ -17,7 +17,7 @@ from ..interop.bioimageio_import import PackageModel
 from ..interop.open import load_any_model
 from ..models.model_file import ModelFile
 from ..network.devices import describe_device, release_cpu_memory, resolve_device
-from ..network.unet import fold_batchnorm
+from ..network.fold import fold_batchnorm
 from .instances import instances_from_probabilities
 from .packages import package_tiling
 from .stitching import iter_instances_in_blocks
