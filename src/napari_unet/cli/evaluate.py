@@ -66,10 +66,34 @@ def _to_classes(labels, classes: int):
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..core import MetricAccumulator, UserInputError, io
+    from ..core import UserInputError
     from ..core.metrics import METRIC_NAMES
+
+    truth, labels, probs, masks = _matched_files(args)
+    _check_reports(
+        args, [p for index in (truth, labels, probs, masks or {}) for p in index.values()]
+    )
+    if args.instances:
+        if not labels:
+            raise UserInputError(
+                "object scores need label predictions (<name>_labels.tif), not probabilities"
+            )
+        return _evaluate_instances(truth, labels, args)
+    rows, pooled = _pixel_scores(args, truth, labels, probs, masks)
+    _print_pixel_table(rows)
+    _write_reports(
+        args,
+        ["image", "class", *METRIC_NAMES],
+        rows,
+        {"images": [r for r in rows if r["image"] != "POOLED"], "pooled": pooled},
+    )
+    return 0
+
+
+def _matched_files(args: argparse.Namespace):
+    """(truth, label predictions, probability predictions, masks or None) by key; every key
+    must be in every index, or the error lists the files without a partner."""
+    from ..core import UserInputError, io
 
     truth = io.index_folder(args.truth, args.pattern, "truth")
 
@@ -80,7 +104,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if not pred_dir.is_dir():
         raise UserInputError(f"prediction folder {pred_dir} does not exist")
     found = [p for p in pred_dir.iterdir() if io.is_image_file(p)]
-    labels = probs = {}
+    labels: dict[str, Path] = {}
+    probs: dict[str, Path] = {}
     if any(not is_prob(p) for p in found) or not found:
         labels = io.index_folder(
             pred_dir, args.pattern, "prediction", ("_labels",), select=lambda p: not is_prob(p)
@@ -99,15 +124,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     problem = io.unmatched_message(indexes, args.pattern)
     if problem:
         raise UserInputError(problem)
-    _check_reports(
-        args, [p for index in (truth, labels, probs, masks or {}) for p in index.values()]
-    )
-    if args.instances:
-        if not labels:
-            raise UserInputError(
-                "object scores need label predictions (<name>_labels.tif), not probabilities"
-            )
-        return _evaluate_instances(truth, labels, args)
+    return truth, labels, probs, masks
+
+
+def _pixel_scores(args: argparse.Namespace, truth, labels, probs, masks):
+    """Per-image rows of pixel metrics, then the pooled ones (counts added over images)."""
+    import numpy as np
+
+    from ..core import MetricAccumulator, UserInputError, io
+
     acc = MetricAccumulator(max(2, args.classes))
     rows = []
     for key in sorted(truth):
@@ -138,25 +163,24 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     pooled = acc.pooled()
     for cls, row in pooled.items():
         rows.append({"image": "POOLED", "class": cls, **row})
+    return rows, pooled
+
+
+def _print_pixel_table(rows: list[dict]) -> None:
+    """The metrics that have a value somewhere, one row per image and class, pooled last."""
+    from ..core.metrics import METRIC_NAMES
 
     names = [m for m in METRIC_NAMES if any(not math.isnan(r.get(m, float("nan"))) for r in rows)]
     width = max(len("image"), *(len(r["image"]) for r in rows))
     header = f"{'image':<{width}}  class  " + "  ".join(f"{n:>11}" for n in names)
     print(header)
     for r in rows:
-        if r["image"] == "POOLED":
-            print("-" * len(header)) if r["class"] == "1" else None
+        if r["image"] == "POOLED" and r["class"] == "1":
+            print("-" * len(header))
         print(
             f"{r['image']:<{width}}  {r['class']:>5}  "
             + "  ".join(f"{fmt(r.get(n)):>11}" for n in names)
         )
-    _write_reports(
-        args,
-        ["image", "class", *METRIC_NAMES],
-        rows,
-        {"images": [r for r in rows if r["image"] != "POOLED"], "pooled": pooled},
-    )
-    return 0
 
 
 def _check_reports(args: argparse.Namespace, inputs: list[Path]) -> None:

@@ -32,6 +32,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="allow a bioimage.io package whose only weights need its own Python code to run it",
     )
     p.add_argument("--out", required=True, help="output folder (created if missing)")
+    _add_output_options(p)
+    _add_speed_options(p)
+    _add_file_options(p)
+    _add_cluster_options(p)
+    p.set_defaults(run=_run_predict)
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    """What is written: labels, probabilities, thresholds, object sizes, test-time augmentation."""
     p.add_argument(
         "--output",
         choices=("semantic", "instances", "probabilities"),
@@ -63,6 +72,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="test-time augmentation: average over the 8 flips and rotations (8x slower)",
     )
+
+
+def _add_speed_options(p: argparse.ArgumentParser) -> None:
+    """How the image is read and tiled, and where it runs."""
     p.add_argument(
         "--channel-axis", type=int, help="axis of the images holding channels (default: guessed)"
     )
@@ -74,6 +87,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+
+def _add_file_options(p: argparse.ArgumentParser) -> None:
+    """The format of the outputs, labels into OME-Zarr inputs, replacing earlier outputs."""
     p.add_argument(
         "--format",
         choices=("tif", "ome-zarr"),
@@ -91,6 +108,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--label-name", default="napari-unet", help="name of the labels written by --into-input"
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+    """Dask: where the workers are, block size, threads, resuming."""
     p.add_argument(
         "--cluster",
         metavar="WHERE",
@@ -115,7 +136,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="--cluster: continue an interrupted run, skipping the blocks and files it finished",
     )
-    p.set_defaults(run=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
