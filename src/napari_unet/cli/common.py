@@ -84,27 +84,21 @@ def _on_sigterm(signum, frame) -> None:
 
 def _os_error_line(err: OSError) -> str:
     """One line for an error of the file system, naming the file and what to do."""
-    import errno
+    from ..core.data.io import describe_os_error
 
     where = f" {err.filename}" if err.filename else ""
-    reasons = {
-        errno.ENAMETOOLONG: "the file name is too long for this file system; choose a shorter one",
-        errno.ENOTDIR: "a part of the path is a file, not a folder",
-        errno.EISDIR: "it is a folder; give a file name",
-        errno.ENOSPC: "the disk is full",
-        errno.EDQUOT: "the disk quota is exceeded",
-        errno.EACCES: "permission denied",
-        errno.EPERM: "permission denied",
-        errno.EROFS: "the file system is read-only",
-        errno.ENOENT: "no such file or folder",
-        errno.EEXIST: "it already exists",
-    }
-    reason = reasons.get(err.errno, err.strerror or str(err))
-    return f"cannot use{where}: {reason}"
+    return f"cannot use{where}: {describe_os_error(err)}"
 
 
 def _stdout_failed(err: OSError) -> bool:
-    return err.filename is None and not sys.stdout.isatty() and err.errno in (28, 122)
+    """A full disk met while flushing standard output (no file of ours named)."""
+    import errno
+
+    return (
+        err.filename is None
+        and not sys.stdout.isatty()
+        and err.errno in (errno.ENOSPC, errno.EDQUOT)
+    )
 
 
 def _internal_error(err: BaseException) -> int:

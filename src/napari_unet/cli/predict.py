@@ -141,7 +141,7 @@ def _add_cluster_options(p: argparse.ArgumentParser) -> None:
 def _run_predict(args: argparse.Namespace) -> int:
     from ..core import Segmenter, StackProgress, UserInputError
     from ..core.network.devices import slow_precision_note
-    from ..core.predict.batch import plan_jobs, predict_file
+    from ..core.predict.batch import predict_file
 
     files = _inputs_to_segment(args.inputs)
     out_dir = Path(args.out)
@@ -153,15 +153,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         raise UserInputError("--resume continues an interrupted --cluster run; add --cluster")
     segmenter = Segmenter(args.model, device=args.device, trust_code=args.trust_code)
     output = args.output or segmenter.model_file.suggested_output
-    jobs = plan_jobs(
-        files,
-        out_dir,
-        probabilities=args.probabilities or output == "probabilities",
-        format=args.format,
-        into_input=args.into_input,
-        label_name=args.label_name,
-        overwrite=args.overwrite,
-    )
+    jobs = _plan_jobs(args, files, out_dir, output, overwrite=args.overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     print(
         f"model {args.model} on {segmenter.device_name}; {len(files)} image(s) -> {out_dir}; "
@@ -193,6 +185,21 @@ def _run_predict(args: argparse.Namespace) -> int:
             )
         print(summary, file=sys.stderr)
     return 0
+
+
+def _plan_jobs(args: argparse.Namespace, files, out_dir: Path, output: str, *, overwrite: bool):
+    """Each input's outputs, checked (core/predict/batch.py's plan_jobs)."""
+    from ..core.predict.batch import plan_jobs
+
+    return plan_jobs(
+        files,
+        out_dir,
+        probabilities=args.probabilities or output == "probabilities",
+        format=args.format,
+        into_input=args.into_input,
+        label_name=args.label_name,
+        overwrite=overwrite,
+    )
 
 
 def _inputs_to_segment(inputs: list[str]) -> list[Path]:
@@ -244,7 +251,6 @@ def _run_predict_on_cluster(args: argparse.Namespace, files: list[Path], out_dir
     from ..core import Segmenter, UserInputError
     from ..core.cluster.dask_prediction import ModelKey, connect
     from ..core.cluster.planning import plan_cluster_run
-    from ..core.predict.batch import plan_jobs
 
     model = args.model
     if Path(model).exists():  # workers elsewhere read it at the same (shared) path
@@ -253,15 +259,7 @@ def _run_predict_on_cluster(args: argparse.Namespace, files: list[Path], out_dir
     output = args.output or segmenter.model_file.suggested_output
     if args.resume and args.overwrite:
         raise UserInputError("--resume keeps what an interrupted run wrote; drop --overwrite")
-    jobs = plan_jobs(
-        files,
-        out_dir,
-        probabilities=args.probabilities or output == "probabilities",
-        format=args.format,
-        into_input=args.into_input,
-        label_name=args.label_name,
-        overwrite=args.overwrite or args.resume,
-    )
+    jobs = _plan_jobs(args, files, out_dir, output, overwrite=args.overwrite or args.resume)
     threads = args.threads
     if threads is None and args.cluster.startswith("local:"):
         workers = args.cluster.removeprefix("local:")

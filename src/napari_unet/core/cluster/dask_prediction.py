@@ -2,7 +2,7 @@
 one process, without a scheduler of our own.
 
     client = connect("local:4")          # or "tcp://host:8786", or "scheduler.json"
-    run = plan_cluster_run(files, out_dir, model="nuclei", ...)
+    run = planning.plan_cluster_run(jobs, ModelKey("nuclei"), options)
     for done, total in run.submit(client): ...
 
 - Files that fit one network pass (or a few) are one task each: the worker reads the file,

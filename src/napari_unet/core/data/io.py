@@ -94,12 +94,15 @@ def _grey_if_grey(image: np.ndarray) -> np.ndarray:
     grey (and opaque) is a grey image, and comes back as one channel."""
     if image.ndim not in (3, 4) or image.shape[-1] not in (3, 4):
         return image
-    rgb = image[..., :3]
     if image.shape[-1] == 4 and not np.all(image[..., 3] == image[..., 3].max()):
         return image  # real transparency: keep the colour channels as they are
-    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
-        return np.ascontiguousarray(rgb[..., 0])
-    return image
+    return np.ascontiguousarray(image[..., 0]) if _grey_channels(image) else image
+
+
+def _grey_channels(image: np.ndarray) -> bool:
+    """Whether the red, green and blue channels (last axis) are equal: a grey image."""
+    rgb = image[..., :3]
+    return np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])
 
 
 @contextlib.contextmanager
@@ -131,10 +134,8 @@ def _open_zarr(path: Path):
 def read_labels(path: str | os.PathLike) -> np.ndarray:
     """Read a label image; a grey image saved as RGB(A) (equal channels) becomes one channel."""
     labels = read_image(path)
-    if labels.ndim == 3 and labels.shape[-1] in (3, 4):
-        rgb = labels[..., :3]
-        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
-            labels = np.ascontiguousarray(rgb[..., 0])
+    if labels.ndim == 3 and labels.shape[-1] in (3, 4) and _grey_channels(labels):
+        labels = np.ascontiguousarray(labels[..., 0])
     return labels
 
 
@@ -182,15 +183,30 @@ def _write_failure(path: Path, err: OSError) -> str:
 
 
 def describe_os_error(err: OSError, folder: Path | None = None) -> str:
-    """What a failed write means for the user: a full disk, a read-only folder, ..."""
+    """What a failed file operation means for the user: a full disk, a read-only folder, a
+    name too long... (the CLI's one line for any OSError uses the same table). With
+    ``folder``, a write into that folder failed, and the message says where."""
     import errno
 
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "the disk is full"
-    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        where = f" in {folder}" if folder is not None else ""
-        return f"no permission to write{where} (read-only?)"
-    return err.strerror or str(err)
+    if folder is not None:  # a write: the cases its message names, else the system's words
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "the disk is full"
+        if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return f"no permission to write in {folder} (read-only?)"
+        return err.strerror or str(err)
+    reasons = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "the file system is read-only",
+        errno.ENAMETOOLONG: "the file name is too long for this file system; choose a shorter one",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.EISDIR: "it is a folder; give a file name",
+        errno.ENOENT: "no such file or folder",
+        errno.EEXIST: "it already exists",
+    }
+    return reasons.get(err.errno, err.strerror or str(err))
 
 
 def _remove_orphaned_temporaries(path: Path) -> None:
@@ -234,14 +250,17 @@ def write_outputs(outputs: list[Output], *, overwrite: bool = False, what: str =
     and only when every one is complete are they renamed into place. On a failure (disk full,
     Ctrl-C) the temporaries are removed and no target has changed; the error says so for
     ``what`` (e.g. the input image's name)."""
-    for out in outputs:
+    from .safe_paths import check_output_tree, remove_output_tree
+
+    for out in outputs:  # every refusal before any work
         if out.path.exists() or out.path.is_symlink():
             if not overwrite:
                 raise UserInputError(f"{out.path} already exists; pass --overwrite to replace it")
-            if out.folder != (out.path.is_dir() and not out.path.is_symlink()):
+            if out.folder:
+                check_output_tree(out.path, root=out.path.parent, is_ours=_ours(out), kind=out.kind)
+            elif out.path.is_dir() and not out.path.is_symlink():  # a link is replaced itself
                 raise UserInputError(
-                    f"refusing to replace {out.path}: it is a "
-                    f"{'file' if out.folder else 'folder or link'}, not {out.kind}"
+                    f"refusing to replace {out.path}: it is a folder or link, not {out.kind}"
                 )
     staged: list[tuple[Output, Path]] = []
     try:
@@ -268,13 +287,12 @@ def write_outputs(outputs: list[Output], *, overwrite: bool = False, what: str =
         raise
     for out, tmp in staged:  # renames: no new space needed, so nothing fails half-way here
         if out.folder and out.path.exists():
-            from .safe_paths import remove_output_tree
-
-            remove_output_tree(
-                out.path, root=out.path.parent, is_ours=out.is_ours or (lambda _: True),
-                kind=out.kind,
-            )  # fmt: skip
+            remove_output_tree(out.path, root=out.path.parent, is_ours=_ours(out), kind=out.kind)
         os.replace(tmp, out.path)
+
+
+def _ours(out: Output) -> Callable[[Path], bool]:
+    return out.is_ours or (lambda _: True)
 
 
 def _process_alive(pid: int) -> bool:
@@ -289,6 +307,14 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def write_tiff(path: str | os.PathLike, data: np.ndarray) -> None:
+    """A zlib-compressed TIFF of grey planes (labels, probabilities: never a colour photo,
+    even when the first axis has 3 entries), written where asked (no atomicity here)."""
+    import tifffile
+
+    tifffile.imwrite(path, data, compression="zlib", photometric="minisblack")
+
+
 def write_image(path: str | os.PathLike, data: np.ndarray, *, overwrite: bool = False) -> Path:
     """Write a TIFF (zlib-compressed) or PNG atomically; refuse to replace a file unless asked.
 
@@ -299,12 +325,7 @@ def write_image(path: str | os.PathLike, data: np.ndarray, *, overwrite: bool = 
     if path.exists() and not overwrite:
         raise UserInputError(f"{path} already exists; pass --overwrite to replace it")
     if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        return atomic_write(
-            path,
-            lambda tmp: tifffile.imwrite(tmp, data, compression="zlib", photometric="minisblack"),
-        )
+        return atomic_write(path, lambda tmp: write_tiff(tmp, data))
     import imageio.v3 as iio
 
     return atomic_write(path, lambda tmp: iio.imwrite(tmp, data))

@@ -63,15 +63,15 @@ def is_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
     return resolved == base or base in resolved.parents
 
 
-def remove_output_tree(
+def check_output_tree(
     path: str | os.PathLike,
     *,
     root: str | os.PathLike,
     is_ours: Callable[[Path], bool],
     kind: str,
-) -> None:
-    """Remove the folder ``path`` that ``--overwrite`` replaces, after checking that it is a
-    real folder (not a link), lies inside ``root`` and is a ``kind`` (``is_ours``)."""
+) -> Path:
+    """The folder ``path`` that ``--overwrite`` may replace: a real folder (not a link) inside
+    ``root`` that is a ``kind`` (``is_ours``); anything else is refused."""
     path = Path(path)
     if path.is_symlink():
         raise UserInputError(
@@ -87,7 +87,19 @@ def remove_output_tree(
             f"refusing to replace {path}: it is not {kind}, so it is not an output of this "
             "command; move it away or choose another output name"
         )
-    shutil.rmtree(path)
+    return path
+
+
+def remove_output_tree(
+    path: str | os.PathLike,
+    *,
+    root: str | os.PathLike,
+    is_ours: Callable[[Path], bool],
+    kind: str,
+) -> None:
+    """Remove the folder ``path`` that ``--overwrite`` replaces, once
+    :func:`check_output_tree` accepts it."""
+    shutil.rmtree(check_output_tree(path, root=root, is_ours=is_ours, kind=kind))
 
 
 def refuse_inputs(outputs: Iterable[Path | None], inputs: Iterable[Path], flag: str) -> None:

@@ -72,7 +72,7 @@ def plan_jobs(
     suffix = ".ome.zarr" if format == "ome-zarr" else ".tif"
     jobs = []
     for f in files:
-        stem = f.name[: -len(f.suffix)].removesuffix(".ome")
+        stem = _stem(f)
         labels = f / "labels" / label_name if into_input else out_dir / f"{stem}_labels{suffix}"
         prob = out_dir / f"{stem}_probabilities{suffix}" if probabilities else None
         jobs.append(FileJob(f, labels, prob, format, into_input, label_name, overwrite))
@@ -99,18 +99,20 @@ def plan_jobs(
 OUTPUT_SUFFIXES = ("_labels", "_probabilities")
 
 
+def _stem(path: Path) -> str:
+    """The name outputs are named after: ``a`` for ``a.tif`` and ``a.ome.zarr``."""
+    return path.name[: -len(path.suffix)].removesuffix(".ome") if path.suffix else path.name
+
+
 def split_outputs_from_inputs(files: list[Path]) -> tuple[list[Path], list[Path]]:
     """(inputs, skipped): ``<name>_labels.*`` and ``<name>_probabilities.*`` are the labels or
     probabilities of ``<name>`` (written by an earlier run, or ground truth kept beside the
     images), never images to segment, when ``<name>`` itself is among ``files``."""
 
-    def stem(path: Path) -> str:
-        return path.name[: -len(path.suffix)].removesuffix(".ome") if path.suffix else path.name
-
-    images = {(f.parent.resolve(), stem(f)) for f in files}
+    images = {(f.parent.resolve(), _stem(f)) for f in files}
     kept, skipped = [], []
     for f in files:
-        name = stem(f)
+        name = _stem(f)
         owner = next(
             (name.removesuffix(s) for s in OUTPUT_SUFFIXES if name.endswith(s) and name != s),
             None,
@@ -170,10 +172,10 @@ def write_results(job: FileJob, result: Prediction, ome, spatial_dims: int) -> N
     if job.format == "ome-zarr" and not job.into_input:
         outputs = _ome_zarr_outputs(ome, result, job, spatial_dims)
     elif not job.into_input:
-        outputs.append(io.Output(job.labels, lambda tmp: _write_tiff(tmp, result.labels)))
+        outputs.append(io.Output(job.labels, lambda tmp: io.write_tiff(tmp, result.labels)))
     if job.probabilities is not None and job.format != "ome-zarr":
         outputs.append(
-            io.Output(job.probabilities, lambda tmp: _write_tiff(tmp, result.probabilities))
+            io.Output(job.probabilities, lambda tmp: io.write_tiff(tmp, result.probabilities))
         )
     if job.into_input:
         _write_into_input(job, result, ome, outputs)
@@ -204,12 +206,6 @@ def _write_into_input(job: FileJob, result: Prediction, ome, outputs: list) -> N
                 f"removed what this run had written for {job.path.name}"
             ) from err
         raise
-
-
-def _write_tiff(path: Path, data) -> None:
-    import tifffile
-
-    tifffile.imwrite(path, data, compression="zlib", photometric="minisblack")
 
 
 def _ome_zarr_outputs(ome, result: Prediction, job: FileJob, spatial_dims: int) -> list:

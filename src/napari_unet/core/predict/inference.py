@@ -119,10 +119,10 @@ class Segmenter:
         """Like :meth:`predict`, but a generator yielding tile progress; returns the result."""
         if output not in OUTPUTS:
             raise UserInputError(f"output must be one of {OUTPUTS}, got {output!r}")
+        tiles = tile_size if isinstance(tile_size, tuple) else (tile_size,)
         for name, value in (
             ("threshold", threshold), ("seed_threshold", seed_threshold), ("min_size", min_size),
-            ("predict_batch_size", batch_size),
-            *((("tile_size", t) for t in tile_size) if isinstance(tile_size, tuple) else [("tile_size", tile_size)]),
+            ("predict_batch_size", batch_size), *(("tile_size", t) for t in tiles),
         ):  # fmt: skip
             limits.check(name, value, name.removeprefix("predict_").replace("_", " "))
         config = self.model_file.config
