@@ -56,13 +56,13 @@ def spin(seconds: float) -> None:
 
 def configure(train, steps: int) -> None:
     train.start_from.setCurrentText("new model")
-    train.depth.setValue(4)
-    train.base.setValue(16)
-    train.epochs.setValue(1)
-    train.steps.setValue(steps)
-    train.patch.setValue(128)
-    train.batch.setValue(8)
-    train.val_fraction.setValue(0)
+    train.new_model.depth.setValue(4)
+    train.new_model.base.setValue(16)
+    train.settings.epochs.setValue(1)
+    train.settings.steps.setValue(steps)
+    train.settings.patch.setValue(128)
+    train.settings.batch.setValue(8)
+    train.settings.val_fraction.setValue(0)
 
 
 def main() -> None:

@@ -506,12 +506,12 @@ def test_a_model_file_never_holds_nan_weights(tmp_path, disks):
 def test_equal_scores_keep_the_weights_with_the_lower_validation_loss(disks):
     image, labels = disks
     trainer = Trainer([_pair(image, labels)], TINY, TrainConfig(epochs=1, val_fraction=0.25))
-    assert trainer._better(0.9, 0.5)  # the first epoch is always the best so far
+    assert trainer.state.better(0.9, 0.5)  # the first epoch is always the best so far
     trainer.state.best_score, trainer.state.best_val_loss = 1.0, 0.30
-    assert not trainer._better(0.99, 0.01)  # a lower score never wins
-    assert trainer._better(1.0, 0.20)  # the same score with a lower loss does
-    assert not trainer._better(1.0, 0.35)
-    assert not trainer._better(float("nan"), 0.1)
+    assert not trainer.state.better(0.99, 0.01)  # a lower score never wins
+    assert trainer.state.better(1.0, 0.20)  # the same score with a lower loss does
+    assert not trainer.state.better(1.0, 0.35)
+    assert not trainer.state.better(float("nan"), 0.1)
 
 
 def test_a_valid_unet_learns_from_tile_centres_and_segments_to_the_borders(disks):

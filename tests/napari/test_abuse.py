@@ -119,8 +119,8 @@ def test_diverging_training_is_reported_and_keeps_a_finite_model(dock, qtbot):
     train = _train_on(dock, image, truth, epochs=3, steps=4)
     # The widget's range stops at a learning rate of 1, which a normalised net survives;
     # a user's own settings (here set directly) can go further.
-    original = train._config
-    train._config = lambda: dataclasses.replace(original(), learning_rate=1e8)
+    original = train.settings.config
+    train.settings.config = lambda: dataclasses.replace(original(), learning_rate=1e8)
     _wait(qtbot, train, train.start())
     assert train.last_message.startswith("training diverged")
     assert train.status.text() == train.last_message  # not overwritten by "trained N steps"

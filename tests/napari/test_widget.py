@@ -30,35 +30,36 @@ def _messages():
 
 def _tiny_training(train, *, epochs=3, steps=4):
     train.start_from.setCurrentText("new model")
-    train.depth.setValue(2)
-    train.base.setValue(8)
-    train.epochs.setValue(epochs)
-    train.steps.setValue(steps)
-    train.patch.setValue(64)
-    train.batch.setValue(4)
-    train.lr.setValue(0.01)
-    train.val_fraction.setValue(0)
+    train.new_model.depth.setValue(2)
+    train.new_model.base.setValue(8)
+    train.settings.epochs.setValue(epochs)
+    train.settings.steps.setValue(steps)
+    train.settings.patch.setValue(64)
+    train.settings.batch.setValue(4)
+    train.settings.lr.setValue(0.01)
+    train.settings.val_fraction.setValue(0)
 
 
 def test_default_settings_make_a_valid_training_config(dock):
-    config = dock.train._config()
+    config = dock.train.settings.config()
     assert config.learning_rate == pytest.approx(1e-3)
     assert config.epochs >= 1 and config.max_minutes is None and config.augment
     assert config.zoom == 1.0  # patches keep their size unless asked
-    dock.train.zoom.setValue(1.5)
-    assert dock.train._config().zoom == pytest.approx(1.5)
-    dock.train.augment.setChecked(False)
-    assert not dock.train.zoom.isEnabled()
+    dock.train.settings.zoom.setValue(1.5)
+    assert dock.train.settings.config().zoom == pytest.approx(1.5)
+    dock.train.settings.augment.setChecked(False)
+    assert not dock.train.settings.zoom.isEnabled()
 
 
 # Widget spin box -> its setting in core/limits.py (the one table the CLI and core check).
 SPIN_BOX_LIMITS = {
     "segment": {"threshold": "threshold", "seed_threshold": "seed_threshold",
                 "min_size": "min_size", "tile_size": "tile_size"},
-    "train": {"depth": "depth", "base": "base_features", "classes": "classes",
-              "input_channel": "input_channel", "epochs": "epochs", "minutes": "max_minutes",
-              "steps": "steps_per_epoch", "lr": "learning_rate", "patch": "patch_size",
-              "batch": "batch_size", "val_fraction": "val_fraction", "zoom": "zoom"},
+    "train.new_model": {"depth": "depth", "base": "base_features", "classes": "classes",
+                        "input_channel": "input_channel"},
+    "train.settings": {"epochs": "epochs", "minutes": "max_minutes",
+                       "steps": "steps_per_epoch", "lr": "learning_rate", "patch": "patch_size",
+                       "batch": "batch_size", "val_fraction": "val_fraction", "zoom": "zoom"},
 }  # fmt: skip
 
 
@@ -68,7 +69,9 @@ def test_every_spin_box_stays_inside_the_shared_limits(dock):
     from napari_unet.core.limits import LIMITS
 
     for panel_name, boxes in SPIN_BOX_LIMITS.items():
-        panel = getattr(dock, panel_name)
+        panel = dock
+        for part in panel_name.split("."):
+            panel = getattr(panel, part)
         for attribute, name in boxes.items():
             box = getattr(panel, attribute)
             low = box.minimum()
@@ -87,17 +90,22 @@ def test_widget_starts_from_the_cli_defaults_and_follows_dimensions(dock):
     train = dock.train
 
     def shown():
-        return (train.depth.value(), train.base.value(), train.patch.value(), train.batch.value())
+        return (
+            train.new_model.depth.value(),
+            train.new_model.base.value(),
+            train.settings.patch.value(),
+            train.settings.batch.value(),
+        )
 
     def expected(dims, device="auto"):
         d = training_defaults(dims, device)
         return (d.depth, d.base_features, d.patch_size, d.batch_size)
 
     assert shown() == expected(2)
-    train.dims.setCurrentText("3D")
-    assert shown() == expected(3) and train.patch.value() == 64
-    train.dims.setCurrentText("2D")
-    train.device.setCurrentText("cpu")
+    train.new_model.dims.setCurrentText("3D")
+    assert shown() == expected(3) and train.settings.patch.value() == 64
+    train.new_model.dims.setCurrentText("2D")
+    train.settings.device.setCurrentText("cpu")
     assert shown() == expected(2, "cpu") == (4, 16, 128, 8)
 
 
@@ -217,15 +225,15 @@ def test_scribbles_train_from_nothing_with_live_preview(dock, qtbot):
     row.labels.select(viewer.layers["strokes"])
     row.kind.setCurrentIndex(1)  # scribbles
     _tiny_training(train, epochs=2, steps=4)
-    train.preview.setChecked(True)
-    train.preview_every.setValue(4)
+    train.settings.preview.setChecked(True)
+    train.settings.preview_every.setValue(4)
     _wait(qtbot, train, train.start())
     preview = viewer.layers["cells U-Net preview"]
     assert preview.data.shape == (96, 96)
 
 
 def test_strokes_on_a_prediction_fine_tune_with_the_rest_of_it_accepted(dock, qtbot):
-    from napari_unet._napari.train_panel import build_pairs
+    from napari_unet._napari.train.pairs import build_pairs
     from napari_unet.core import Preprocessing
     from napari_unet.core.train.corrections import correction_targets
 
@@ -264,9 +272,9 @@ def test_strokes_on_a_prediction_fine_tune_with_the_rest_of_it_accepted(dock, qt
     assert (pairs[0].targets[first] == 0).all()  # the stroked object is deleted
 
     train.start_from.setCurrentText("nuclei")
-    train.epochs.setValue(2)
-    train.steps.setValue(3)
-    train.val_fraction.setValue(0)
+    train.settings.epochs.setValue(2)
+    train.settings.steps.setValue(3)
+    train.settings.val_fraction.setValue(0)
     _wait(qtbot, train, train.start())
     assert train.history and dock.session.trained is not None
 
@@ -348,7 +356,7 @@ def test_training_keeps_napari_responsive(dock, qtbot):
     train.rows[0].image.select(viewer.layers["cells"])
     train.rows[0].labels.select(viewer.layers["truth"])
     _tiny_training(train, epochs=2, steps=10)
-    train.patch.setValue(128)
+    train.settings.patch.setValue(128)
     gaps, last = [], [time.perf_counter()]
 
     def tick():
@@ -379,10 +387,10 @@ def test_a_new_model_can_read_one_channel_of_a_colour_layer(dock, qtbot):
     train.rows[0].image.select(viewer.layers["colour"])
     train.rows[0].labels.select(viewer.layers["truth"])
     _tiny_training(train, epochs=1, steps=2)
-    train.input_mode.setCurrentText("one channel")
-    assert train.input_channel.isEnabled()
-    train.input_channel.setValue(1)
-    train.invert.setCurrentText("inverted where the background is bright")
+    train.new_model.input_mode.setCurrentText("one channel")
+    assert train.new_model.input_channel.isEnabled()
+    train.new_model.input_channel.setValue(1)
+    train.new_model.invert.setCurrentText("inverted where the background is bright")
     _wait(qtbot, train, train.start())
     model = dock.session.trained
     assert model is not None, train.last_message
@@ -401,20 +409,30 @@ def test_a_time_budget_plans_the_network_and_shows_the_plan(dock, qtbot):
     train.rows[0].image.select(viewer.layers["cells"])
     train.rows[0].labels.select(viewer.layers["truth"])
     train.start_from.setCurrentText("new model")
-    planned = (train.depth, train.base, train.patch, train.batch)
+    planned = (
+        train.new_model.depth,
+        train.new_model.base,
+        train.settings.patch,
+        train.settings.batch,
+    )
     assert all(box.isEnabled() for box in planned)  # no budget: the user's settings
-    train.minutes.setValue(0.1)
-    assert train.plan.isChecked() and not any(box.isEnabled() for box in planned)
-    train.patch.setValue(16)  # ignored: the planner decides
+    train.settings.minutes.setValue(0.1)
+    assert train.settings.plan.isChecked() and not any(box.isEnabled() for box in planned)
+    train.settings.patch.setValue(16)  # ignored: the planner decides
 
     _wait(qtbot, train, train.start())
     plan = train.trainer.plan
     assert plan is not None, train.last_message
     assert plan["measured"] and plan["patch_size"] == 96  # as large as the image allows
-    shown = (train.depth.value(), train.base.value(), train.patch.value(), train.batch.value())
+    shown = (
+        train.new_model.depth.value(),
+        train.new_model.base.value(),
+        train.settings.patch.value(),
+        train.settings.batch.value(),
+    )
     assert shown == (plan["depth"], plan["base_features"], 96, plan["batch_size"])
     assert dock.session.trained.config.base_features == plan["base_features"]
     assert dock.session.trained.history["runs"][-1]["plan"] == plan
 
-    train.plan.setChecked(False)  # the fixed settings again, editable
+    train.settings.plan.setChecked(False)  # the fixed settings again, editable
     assert all(box.isEnabled() for box in planned)

@@ -10,9 +10,9 @@ from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from ..core.network.devices import warm_up
 from .common import notify_info
-from .segment_panel import SegmentPanel
+from .segment import SegmentPanel
 from .session import TRAINED, Session
-from .train_panel import TrainPanel
+from .train import TrainPanel
 
 
 class UNetWidget(QWidget):

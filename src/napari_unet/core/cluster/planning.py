@@ -81,7 +81,6 @@ def _prepare_blocked(
 ) -> BlockedImage | None:
     """The blocked image's outputs and scratch, new or (``resume``) as an interrupted run left
     them; None when resuming finds it finished (outputs there, scratch gone)."""
-    import zarr
 
     axis, shape, blocks, margin = layout
     dims = model.config.spatial_dims
@@ -119,38 +118,9 @@ def _prepare_blocked(
         # float64 holds float32 stats exactly, and the wide ones of extreme images
         stats = tuple(np.asarray(s, np.float64) for s in before["stats"])
     else:
-        for path in (labels, prob):
-            if path is not None and path.exists():
-                if not job.overwrite and not resume:
-                    raise UserInputError(
-                        f"{path} already exists; pass --overwrite to replace it, or --resume "
-                        "to finish an interrupted run"
-                    )
-                remove_output_tree(
-                    path, root=path.parent, is_ours=is_ome_zarr, kind="an OME-Zarr image"
-                )
-        # The scratch first and the outputs after it (and, at the end, the scratch removed
-        # last): outputs without scratch are a finished run.
-        if work.exists() or work.is_symlink():
-            remove_output_tree(
-                work,
-                root=work.parent,
-                is_ours=lambda w: (w / "zarr.json").is_file() or (w / "run.json").is_file(),
-                kind="the scratch of an interrupted run",
-            )
-        work.mkdir(parents=True)
-        group = zarr.open_group(str(work), mode="w")
-        for name in ("done", "objects_done", "counts"):
-            group.create_array(name, shape=(count,), chunks=(1,), dtype=np.uint32, fill_value=0)
-        if instances:
-            window = tuple(min(n, b + 2 * margin) for n, b in zip(shape, blocks, strict=True))
-            group.create_array(
-                "objects", shape=(count, *window), chunks=(1, *window), dtype=np.uint32,
-                fill_value=0,
-            )  # fmt: skip
-        (work / "run.json").write_text(
-            json.dumps({"fingerprint": fingerprint, "stats": [s.tolist() for s in stats]})
-        )
+        _clear_previous(job, (labels, prob), work, resume)
+        window = tuple(min(n, b + 2 * margin) for n, b in zip(shape, blocks, strict=True))
+        _create_scratch(work, count, window if instances else None, fingerprint, stats)
         space = (names, scale, units)
         label_dtype = np.uint32 if instances else np.uint8
         _create_ome_zarr(labels, shape, blocks, label_dtype, None, space)
@@ -167,6 +137,58 @@ def _prepare_blocked(
         probabilities=None if prob is None else str(prob),
         work=str(work),
         instances=instances,
+    )
+
+
+def _clear_previous(
+    job: FileJob, outputs: tuple[Path | None, ...], work: Path, resume: bool
+) -> None:
+    """Remove the outputs a new run replaces (only with ``--overwrite``, or when resuming
+    without scratch) and an interrupted run's scratch; each only when it is the kind we write."""
+    for path in outputs:
+        if path is not None and path.exists():
+            if not job.overwrite and not resume:
+                raise UserInputError(
+                    f"{path} already exists; pass --overwrite to replace it, or --resume "
+                    "to finish an interrupted run"
+                )
+            remove_output_tree(
+                path, root=path.parent, is_ours=is_ome_zarr, kind="an OME-Zarr image"
+            )
+    # The scratch first and the outputs after it (and, at the end, the scratch removed
+    # last): outputs without scratch are a finished run.
+    if work.exists() or work.is_symlink():
+        remove_output_tree(
+            work,
+            root=work.parent,
+            is_ours=lambda w: (w / "zarr.json").is_file() or (w / "run.json").is_file(),
+            kind="the scratch of an interrupted run",
+        )
+
+
+def _create_scratch(
+    work: Path,
+    count: int,
+    objects_window: tuple[int, ...] | None,
+    fingerprint: dict,
+    stats: tuple[np.ndarray, ...],
+) -> None:
+    """The scratch of a blocked run: which of ``count`` blocks are done, their object counts
+    and (instances: ``objects_window`` given) each block's objects; ``run.json`` holds what
+    ``--resume`` checks and the image's intensity statistics."""
+    import zarr
+
+    work.mkdir(parents=True)
+    group = zarr.open_group(str(work), mode="w")
+    for name in ("done", "objects_done", "counts"):
+        group.create_array(name, shape=(count,), chunks=(1,), dtype=np.uint32, fill_value=0)
+    if objects_window is not None:
+        group.create_array(
+            "objects", shape=(count, *objects_window), chunks=(1, *objects_window),
+            dtype=np.uint32, fill_value=0,
+        )  # fmt: skip
+    (work / "run.json").write_text(
+        json.dumps({"fingerprint": fingerprint, "stats": [s.tolist() for s in stats]})
     )
 
 

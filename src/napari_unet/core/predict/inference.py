@@ -117,15 +117,7 @@ class Segmenter:
         test_time_augmentation: bool = False,
     ) -> Generator[TileProgress, None, Prediction]:
         """Like :meth:`predict`, but a generator yielding tile progress; returns the result."""
-        if output not in OUTPUTS:
-            raise UserInputError(f"output must be one of {OUTPUTS}, got {output!r}")
-        tiles = tile_size if isinstance(tile_size, tuple) else (tile_size,)
-        for name, value in (
-            ("threshold", threshold), ("seed_threshold", seed_threshold), ("min_size", min_size),
-            ("predict_batch_size", batch_size), *(("tile_size", t) for t in tiles),
-        ):  # fmt: skip
-            limits.check(name, value, name.removeprefix("predict_").replace("_", " "))
-        config = self.model_file.config
+        _check_request(output, threshold, seed_threshold, min_size, batch_size, tile_size)
         tiling = {
             "tile_size": tile_size,
             "halo": halo,
@@ -133,19 +125,51 @@ class Segmenter:
             "device": self.device,
             "precision": self.precision,
         }
+        source = self._source(image, channel_axis, tiling)
+        net = TestTimeAugmented(self.net) if test_time_augmentation else self.net
+        cut = {"threshold": threshold, "seed_threshold": seed_threshold, "min_size": min_size}
+        labels, prob = yield from self._run(net, source, output, keep_probabilities, cut, tiling)
+        if self.is_package and source.shape != source.original_shape:
+            crop = tuple(slice(0, n) for n in source.original_shape)
+            labels = labels[crop]
+            prob = None if prob is None else prob[(slice(None), *crop)]
+        if output == "instances" and not self.model_file.is_instance_model:
+            labels = instances_from_foreground(labels > 0, min_size)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        elif self.device.type == "cpu":
+            release_cpu_memory()
+        return Prediction(labels, prob, self.device_name)
+
+    def _source(
+        self, image: np.ndarray, channel_axis: int | None, tiling: dict[str, Any]
+    ) -> ImageSource:
+        """The image as the network reads it (a package's own preprocessing and tiler
+        settings for bioimage.io packages, added to ``tiling``)."""
         if self.is_package:
             source = self.model_file.source(image, channel_axis)
-            tiling.update(package_tiling(self.model_file, source.shape, tile_size, halo))
-        else:
-            source = ImageSource(
-                image,
-                config.spatial_dims,
-                self.model_file.preprocessing,
-                config.in_channels,
-                channel_axis,
+            tiling.update(
+                package_tiling(self.model_file, source.shape, tiling["tile_size"], tiling["halo"])
             )
-        net = TestTimeAugmented(self.net) if test_time_augmentation else self.net
-        prob = None
+            return source
+        config = self.model_file.config
+        return ImageSource(
+            image, config.spatial_dims, self.model_file.preprocessing, config.in_channels,
+            channel_axis,
+        )  # fmt: skip
+
+    def _run(
+        self,
+        net: torch.nn.Module,
+        source: ImageSource,
+        output: str,
+        keep_probabilities: bool,
+        cut: dict[str, Any],
+        tiling: dict[str, Any],
+    ) -> Generator[TileProgress, None, tuple[np.ndarray, np.ndarray | None]]:
+        """Predict ``source``: labels (and probabilities when they are kept or asked for),
+        without holding whole-image probabilities when they are not needed."""
+        config = self.model_file.config
         instance_model = self.model_file.is_instance_model
         if output == "probabilities" or keep_probabilities:
             prob = np.zeros((config.out_channels, *source.shape), np.float32)
@@ -153,42 +177,34 @@ class Segmenter:
             if output == "instances" and instance_model:
                 labels = instances_from_probabilities(
                     prob,
-                    foreground_threshold=threshold,
-                    seed_threshold=seed_threshold,
-                    min_size=min_size,
+                    foreground_threshold=cut["threshold"],
+                    seed_threshold=cut["seed_threshold"],
+                    min_size=cut["min_size"],
                 )
             else:
-                labels = probabilities_to_labels(prob, threshold)
-        elif output == "instances" and instance_model:
+                labels = probabilities_to_labels(prob, cut["threshold"])
+            return labels, prob
+        if output == "instances" and instance_model:
             # Block by block: the whole-image probabilities are never held (3 GB at 16k^2).
             labels = np.zeros(source.shape, np.uint32)
-            tiling["block_size"] = tiling.pop("tile_size")
+            tiling = {**tiling, "block_size": tiling["tile_size"]}
+            del tiling["tile_size"]
             yield from iter_instances_in_blocks(
                 net,
                 source,
                 labels,
-                foreground_threshold=threshold,
-                seed_threshold=seed_threshold,
-                min_size=min_size,
+                foreground_threshold=cut["threshold"],
+                seed_threshold=cut["seed_threshold"],
+                min_size=cut["min_size"],
                 **tiling,
             )
-        else:
-            # Labels straight from each tile: no full-size probability array in memory.
-            labels = np.zeros(source.shape, np.uint8 if config.out_channels <= 256 else np.uint16)
-            yield from predict_tiled(
-                net, source, labels, output="labels", threshold=threshold, **tiling
-            )
-        if self.is_package and source.shape != source.original_shape:
-            crop = tuple(slice(0, n) for n in source.original_shape)
-            labels = labels[crop]
-            prob = None if prob is None else prob[(slice(None), *crop)]
-        if output == "instances" and not instance_model:
-            labels = instances_from_foreground(labels > 0, min_size)
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        elif self.device.type == "cpu":
-            release_cpu_memory()
-        return Prediction(labels, prob, self.device_name)
+            return labels, None
+        # Labels straight from each tile: no full-size probability array in memory.
+        labels = np.zeros(source.shape, np.uint8 if config.out_channels <= 256 else np.uint16)
+        yield from predict_tiled(
+            net, source, labels, output="labels", threshold=cut["threshold"], **tiling
+        )
+        return labels, None
 
     def predict(
         self,
@@ -345,3 +361,22 @@ def iter_predict_stack(
             prob[block] = result.probabilities
         device = result.device
     return Prediction(labels, prob, device)
+
+
+def _check_request(
+    output: str,
+    threshold: float,
+    seed_threshold: float,
+    min_size: int,
+    batch_size: int,
+    tile_size: int | tuple[int, ...] | None,
+) -> None:
+    """Refuse an unknown output or a number outside its range (core/limits.py)."""
+    if output not in OUTPUTS:
+        raise UserInputError(f"output must be one of {OUTPUTS}, got {output!r}")
+    tiles = tile_size if isinstance(tile_size, tuple) else (tile_size,)
+    for name, value in (
+        ("threshold", threshold), ("seed_threshold", seed_threshold), ("min_size", min_size),
+        ("predict_batch_size", batch_size), *(("tile_size", t) for t in tiles),
+    ):  # fmt: skip
+        limits.check(name, value, name.removeprefix("predict_").replace("_", " "))

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -274,9 +275,55 @@ def predict_tiled(
         identity for networks that finish their output themselves, like bioimage.io packages).
     """
     config = model.config
-    dims = config.spatial_dims
     shape = source.shape
     device = torch.device(device)
+    region = _checked_region(config, shape, out, output, blend, region)
+    plan = _plan_windows(config, shape, region, tile_size, halo, batch_size)
+    blend = blend and not plan.margin  # a valid network's cores are exact: nothing to blend
+    weight_sum = np.zeros(shape, np.float32) if blend else None
+    if blend:
+        out[...] = 0
+    tapers: dict[tuple[tuple[int, int], ...], np.ndarray] = {}
+    tiles, batch_size = plan.tiles, plan.batch_size
+
+    model.eval()
+    layout = memory_format(device, len(shape))
+    model.to(device, memory_format=layout)
+    yield TileProgress(0, len(tiles))
+    first = 0
+    with torch.inference_mode():
+        while first < len(tiles):
+            batch = tiles[first : first + batch_size]
+            # Each window with its margin (0 but for "valid" networks), mirrored at the border.
+            blocks = [source.read(plan.input_index(t, shape)) for t in batch]
+            x = torch.from_numpy(np.stack(blocks)).to(device).contiguous(memory_format=layout)
+            try:
+                prob = _forward(model, x, plan, device, precision, finish)
+            except (torch.OutOfMemoryError, RuntimeError) as err:
+                del x
+                batch_size = _fewer_windows(err, len(batch), device, plan.window)
+                continue
+            for tile, p in zip(batch, prob, strict=True):
+                if weight_sum is not None:
+                    _add_blended(out, weight_sum, tile, p, plan.window, shape, tapers)
+                else:
+                    _keep_core(out, tile, p, region, output, threshold)
+            first += len(batch)
+            yield TileProgress(first, len(tiles))
+    if weight_sum is not None:
+        out /= np.maximum(weight_sum, 1e-6)
+
+
+def _checked_region(
+    config: Any,
+    shape: tuple[int, ...],
+    out: np.ndarray,
+    output: str,
+    blend: bool,
+    region: tuple[slice, ...] | None,
+) -> tuple[slice, ...]:
+    """The region to predict (the whole image by default), after checking the request and
+    that ``out`` has the shape it needs."""
     if output not in ("probabilities", "labels"):
         raise UserInputError(f"output must be 'probabilities' or 'labels', got {output!r}")
     if blend and output != "probabilities":
@@ -288,105 +335,139 @@ def predict_tiled(
     else:
         region = tuple(slice(0, n) for n in shape)
     region_shape = tuple(r.stop - r.start for r in region)
-    expected = (config.out_channels, *region_shape) if output == "probabilities" else region_shape
+    channels = config.out_channels
+    expected = (channels, *region_shape) if output == "probabilities" else region_shape
     if tuple(out.shape) != expected:
         raise UserInputError(f"output array has shape {tuple(out.shape)}, expected {expected}")
+    return region
+
+
+@dataclass(frozen=True)
+class _WindowPlan:
+    """The windows of one prediction and how each is read."""
+
+    tiles: list[Tile]
+    window: tuple[int, ...]  # the window every tile has
+    net_input: tuple[int, ...]  # what the network reads per window (window + 2 margins)
+    margin: int  # a "valid" network's margin; 0 for "same" networks
+    mode: str  # how the image is extended beyond its border
+    batch_size: int
+
+    def input_index(self, tile: Tile, shape: tuple[int, ...]) -> tuple[slice | np.ndarray, ...]:
+        """Where the network's input for ``tile`` lies in the image (mirrored at borders)."""
+        return tuple(
+            _mirrored_index(w.start - self.margin, size, n, self.mode)
+            for w, size, n in zip(tile.window, self.net_input, shape, strict=True)
+        )
+
+
+def _plan_windows(
+    config: Any,
+    shape: tuple[int, ...],
+    region: tuple[slice, ...],
+    tile_size: int | tuple[int, ...] | None,
+    halo: int | tuple[int, ...] | str,
+    batch_size: int,
+) -> _WindowPlan:
+    dims = len(shape)
     halos = resolve_halo(halo, config)
     multiple = config.size_multiple
+    region_shape = tuple(r.stop - r.start for r in region)
     # A "valid" network (the paper's overlap-tile strategy) gives exactly the core when the
     # core is read with its margin of context, mirrored at the image border: no halo to
     # discard, nothing to blend, and the same output as one pass over the whole image.
     margin = getattr(config, "valid_margin", 0)
     if margin:
         halos = (margin,) * dims
-        blend = False
     if tile_size is None:
         tiles_ = default_tile_size(region_shape, halos, multiple)
     else:
         tiles_ = (tile_size,) * dims if isinstance(tile_size, int) else tuple(tile_size)
     tiles, window = plan_tiles(shape, tiles_, (0,) * dims if margin else halos, multiple, region)
-    padded = tuple(_round_up(s, multiple) for s in shape)
     if margin:
-        net_input = tuple(config.valid_input_size(w) for w in window)
-        after = tuple(config.valid_input_size(s) - s - margin for s in shape)
+        valid_input = config.valid_input_size
+        net_input = tuple(valid_input(w) for w in window)
+        after = tuple(valid_input(s) - s - margin for s in shape)
         mode = padding_mode(shape, tuple(max(margin, a) for a in after))
     else:
         net_input = window
+        padded = tuple(_round_up(s, multiple) for s in shape)
         mode = padding_mode(shape, tuple(p - s for p, s in zip(padded, shape, strict=True)))
     # Batch small windows (GPUs like it); never stack large ones beyond the budget.
     batch_size = max(1, min(int(batch_size), WINDOW_BUDGET[dims] // math.prod(net_input)))
-    weight_sum = None
-    tapers: dict[tuple[tuple[int, int], ...], np.ndarray] = {}
-    if blend:
-        out[...] = 0
-        weight_sum = np.zeros(shape, np.float32)
+    return _WindowPlan(tiles, window, net_input, margin, mode, batch_size)
 
-    model.eval()
-    layout = memory_format(device, len(shape))
-    model.to(device, memory_format=layout)
-    yield TileProgress(0, len(tiles))
-    first = 0
+
+def _forward(
+    model: UNet,
+    x: torch.Tensor,
+    plan: _WindowPlan,
+    device: torch.device,
+    precision: str,
+    finish: Callable[[torch.Tensor], torch.Tensor],
+) -> np.ndarray:
+    """Probabilities of a batch of windows, checked finite."""
     reuse = reuse_cpu_memory if device.type == "cpu" else nullcontext
-    with torch.inference_mode():
-        while first < len(tiles):
-            batch = tiles[first : first + batch_size]
-            # Each window with its margin (0 but for "valid" networks), mirrored at the border.
-            blocks = [
-                source.read(
-                    tuple(
-                        _mirrored_index(w.start - margin, size, n, mode)
-                        for w, size, n in zip(t.window, net_input, shape, strict=True)
-                    )
-                )
-                for t in batch
-            ]
-            x = torch.from_numpy(np.stack(blocks)).to(device).contiguous(memory_format=layout)
-            try:
-                with reuse(), autocast(device, precision):
-                    if margin:
-                        logits = model.forward_valid(x)
-                        logits = logits[(..., *(slice(0, w) for w in window))]
-                    else:
-                        logits = model(x)
-                    prob = finish(logits.float()).cpu().numpy()
-                if not np.isfinite(prob).all():
-                    raise UserInputError(NON_FINITE_OUTPUT)
-            except (torch.OutOfMemoryError, RuntimeError) as err:
-                if not _out_of_memory(err):
-                    raise
-                del x
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                if len(batch) == 1:
-                    raise UserInputError(
-                        f"out of memory on {device} for one window of {'x'.join(map(str, window))}"
-                        " pixels; choose a smaller tile size"
-                    ) from None
-                batch_size = len(batch) // 2  # fewer windows per pass, and go on
-                continue
-            for tile, p in zip(batch, prob, strict=True):
-                if blend:
-                    # Whole window, cropped to the real image, weighted by a cosine taper.
-                    real = tuple(
-                        slice(w.start, min(w.stop, n))
-                        for w, n in zip(tile.window, shape, strict=True)
-                    )
-                    in_win = tuple(slice(0, r.stop - r.start) for r in real)
-                    key = tuple((c.start, c.stop) for c in tile.core_in_window)
-                    if key not in tapers:
-                        tapers[key] = _taper(window, tile.core_in_window)
-                    wt = tapers[key][in_win]
-                    out[(slice(None), *real)] += p[(slice(None), *in_win)] * wt
-                    weight_sum[real] += wt
-                elif output == "probabilities":
-                    out[(slice(None), *_shift(tile.core, region))] = p[
-                        (slice(None), *tile.core_in_window)
-                    ]
-                else:
-                    out[_shift(tile.core, region)] = probabilities_to_labels(
-                        p[(slice(None), *tile.core_in_window)], threshold
-                    )
-            first += len(batch)
-            yield TileProgress(first, len(tiles))
-    if blend:
-        out /= np.maximum(weight_sum, 1e-6)
+    with reuse(), autocast(device, precision):
+        if plan.margin:
+            logits = model.forward_valid(x)
+            logits = logits[(..., *(slice(0, w) for w in plan.window))]
+        else:
+            logits = model(x)
+        prob = finish(logits.float()).cpu().numpy()
+    if not np.isfinite(prob).all():
+        raise UserInputError(NON_FINITE_OUTPUT)
+    return prob
+
+
+def _fewer_windows(
+    err: BaseException, windows: int, device: torch.device, window: tuple[int, ...]
+) -> int:
+    """After ``err``: half as many windows per pass when the device ran out of memory (and
+    more than one was tried); otherwise ``err`` again, or a UserInputError for one window."""
+    if not _out_of_memory(err):
+        raise err
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    if windows == 1:
+        raise UserInputError(
+            f"out of memory on {device} for one window of {'x'.join(map(str, window))} "
+            "pixels; choose a smaller tile size"
+        ) from None
+    return windows // 2
+
+
+def _keep_core(
+    out: np.ndarray,
+    tile: Tile,
+    p: np.ndarray,
+    region: tuple[slice, ...],
+    output: str,
+    threshold: float,
+) -> None:
+    """Write the core of one window's probabilities (or their labels) into ``out``."""
+    core = p[(slice(None), *tile.core_in_window)]
+    if output == "probabilities":
+        out[(slice(None), *_shift(tile.core, region))] = core
+    else:
+        out[_shift(tile.core, region)] = probabilities_to_labels(core, threshold)
+
+
+def _add_blended(
+    out: np.ndarray,
+    weight_sum: np.ndarray,
+    tile: Tile,
+    p: np.ndarray,
+    window: tuple[int, ...],
+    shape: tuple[int, ...],
+    tapers: dict[tuple[tuple[int, int], ...], np.ndarray],
+) -> None:
+    """Add a whole window, cropped to the real image, weighted by a cosine taper."""
+    real = tuple(slice(w.start, min(w.stop, n)) for w, n in zip(tile.window, shape, strict=True))
+    in_win = tuple(slice(0, r.stop - r.start) for r in real)
+    key = tuple((c.start, c.stop) for c in tile.core_in_window)
+    if key not in tapers:
+        tapers[key] = _taper(window, tile.core_in_window)
+    wt = tapers[key][in_win]
+    out[(slice(None), *real)] += p[(slice(None), *in_win)] * wt
+    weight_sum[real] += wt

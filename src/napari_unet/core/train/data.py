@@ -12,6 +12,7 @@ import numpy as np
 
 from ..data.normalize import ImageSource, Preprocessing, channels_first, model_channels
 from ..errors import UserInputError
+from ..network.unet import UNetConfig
 from .losses import IGNORE
 from .targets import check_labels, labels_to_targets
 
@@ -383,3 +384,42 @@ class PatchSampler:
             images.append(img)
             targets.append(tgt)
         return np.stack(images).astype(np.float32, copy=False), np.stack(targets).astype(np.int64)
+
+
+def check_pairs(pairs: list[TrainingPair], net_config: UNetConfig) -> None:
+    """Refuse pairs the network cannot take: other dimensions or channels, or classes beyond
+    its outputs."""
+    dims, channels = net_config.spatial_dims, net_config.in_channels
+    for pair in pairs:
+        if pair.targets.ndim != dims or pair.image.ndim != dims + 1:
+            raise UserInputError(
+                f"image {pair.name!r} is {pair.targets.ndim}D but the model is {dims}D"
+            )
+        if pair.image.shape[0] != channels:
+            raise UserInputError(
+                f"image {pair.name!r} has {pair.image.shape[0]} channel(s) but the model "
+                f"takes {channels}"
+            )
+        top = int(pair.targets.max()) if pair.targets.size else 0
+        if top >= max(2, net_config.out_channels):
+            raise UserInputError(
+                f"labels of {pair.name!r} contain class {top}, beyond the model's classes"
+            )
+
+
+def check_classes_present(pairs: list[TrainingPair], class_names: list[str]) -> None:
+    """From scratch, the labels must show at least two classes: a model that only ever
+    sees background cannot learn what an object is. (Fine-tuning may: an image corrected
+    to "no objects here" teaches a trained model its false positives.)"""
+    present: set[int] = set()
+    for pair in pairs:
+        targets = pair.targets[pair.targets != IGNORE]
+        present |= {int(c) for c in np.flatnonzero(np.bincount(targets.ravel()))}
+        if len(present) > 1:
+            return
+    only = class_names[next(iter(present))] if present else "none"
+    raise UserInputError(
+        f"the training labels hold only one class ({only}) in every image: a new model "
+        "cannot learn from that. Label some pixels of the other class (objects and "
+        "background), or fine-tune an existing model instead"
+    )

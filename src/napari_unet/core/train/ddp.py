@@ -86,3 +86,18 @@ def shutdown(world: World) -> None:
 
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def agree(world: World, device: torch.device, loss: float, seconds: float) -> tuple[float, float]:
+    """A step's loss averaged over the processes, and rank 0's clock. Each process's clock
+    differs a little; all must use the same learning rate and stop at the same step (one that
+    stopped alone would leave the others waiting for its gradients)."""
+    if not world.distributed:
+        return loss, seconds
+    import torch.distributed as dist
+
+    on = device if world.backend == "nccl" else torch.device("cpu")
+    clock = seconds if world.is_main else 0.0
+    shared = torch.tensor([loss / world.size, clock], dtype=torch.float64, device=on)
+    dist.all_reduce(shared)
+    return float(shared[0]), float(shared[1])

@@ -210,23 +210,7 @@ def plan_training(
     data = data or fingerprint(pairs)
     budget = budget_minutes * 60
     depth = fixed.get("depth", DEPTH)
-    multiple = 2**depth
-    largest = max(max(p.spatial_shape) for p in pairs)
-    fits = -(-largest // multiple) * multiple  # a patch beyond the images gains nothing
-    wanted = OBJECT_MARGIN * (data.object_width or 0)
-
-    candidates: list[tuple[int, int, int]] = []
-    for base, patch, batch in CANDIDATES[dims]:
-        base = fixed.get("base_features", base)
-        patch = min(fixed.get("patch_size", patch), fits)
-        patch = max(multiple, -(-patch // multiple) * multiple)
-        batch = fixed.get("batch_size", batch)
-        if (base, patch, batch) not in candidates:
-            candidates.append((base, patch, batch))
-    # Patches too small for the objects go, unless nothing else is left.
-    roomy = [c for c in candidates if c[1] >= min(wanted, fits)]
-    candidates = roomy or candidates[-1:]
-
+    candidates = _candidates(pairs, dims, depth, fixed, data)
     if len(candidates) == 1:  # nothing to choose: spend no time measuring
         base, patch, batch = candidates[0]
         return TrainingPlan(
@@ -243,27 +227,7 @@ def plan_training(
             reason="the only setting left by the options given",
         )
     min_steps = MIN_STEPS[dims]
-    affordable = budget / min_steps  # seconds a step may take
-    measured: list[Measurement] = []
-    chosen: Measurement | None = None
-    for base, patch, batch in candidates:
-        if measured:
-            previous = measured[-1]
-            # Do not spend time measuring what cannot pass: cost grows with width^2 x pixels
-            # (allowing the larger one to be twice as efficient per operation).
-            ratio = (base / previous.base_features) ** 2 * (patch / previous.patch_size) ** dims
-            ratio *= batch / previous.batch_size
-            if previous.step_seconds * ratio / 2 > affordable:
-                break
-        if measured and time.perf_counter() - started > MAX_PLANNING_SHARE * budget:
-            break
-        config = replace(net, depth=depth, base_features=base)
-        seconds = float(time_step(config, patch, batch))
-        measured.append(Measurement(base, patch, batch, seconds))
-        if seconds <= affordable:
-            chosen = measured[-1]
-        else:
-            break
+    measured, chosen = _measure(candidates, net, depth, budget, time_step, started)
     planning = time.perf_counter() - started
     if chosen is None:
         chosen = measured[0]
@@ -290,6 +254,67 @@ def plan_training(
         fixed=fixed,
         reason=reason,
     )
+
+
+def _candidates(
+    pairs: Sequence[TrainingPair],
+    dims: int,
+    depth: int,
+    fixed: dict[str, int],
+    data: DataFingerprint,
+) -> list[tuple[int, int, int]]:
+    """(base features, patch, batch) to try, cheapest first, with the user's fixed settings
+    and patches rounded to what the network needs and no larger than the images."""
+    multiple = 2**depth
+    largest = max(max(p.spatial_shape) for p in pairs)
+    fits = -(-largest // multiple) * multiple  # a patch beyond the images gains nothing
+    wanted = OBJECT_MARGIN * (data.object_width or 0)
+    candidates: list[tuple[int, int, int]] = []
+    for base, patch, batch in CANDIDATES[dims]:
+        base = fixed.get("base_features", base)
+        patch = min(fixed.get("patch_size", patch), fits)
+        patch = max(multiple, -(-patch // multiple) * multiple)
+        batch = fixed.get("batch_size", batch)
+        if (base, patch, batch) not in candidates:
+            candidates.append((base, patch, batch))
+    # Patches too small for the objects go, unless nothing else is left.
+    roomy = [c for c in candidates if c[1] >= min(wanted, fits)]
+    return roomy or candidates[-1:]
+
+
+def _measure(
+    candidates: list[tuple[int, int, int]],
+    net: UNetConfig,
+    depth: int,
+    budget: float,
+    time_step: StepTimer,
+    started: float,
+) -> tuple[list[Measurement], Measurement | None]:
+    """Time the candidates in order while they afford :data:`MIN_STEPS` steps in ``budget``
+    seconds; returns the measurements and the last affordable one (None: not even the first)."""
+    dims = net.spatial_dims
+    affordable = budget / MIN_STEPS[dims]  # seconds a step may take
+    measured: list[Measurement] = []
+    chosen: Measurement | None = None
+    for base, patch, batch in candidates:
+        if measured:
+            previous = measured[-1]
+            # Do not spend time measuring what cannot pass: cost grows with width^2 x pixels
+            # (allowing the larger one to be twice as efficient per operation).
+            ratio = (base / previous.base_features) ** 2 * (patch / previous.patch_size) ** dims
+            ratio *= batch / previous.batch_size
+            if previous.step_seconds * ratio / 2 > affordable:
+                break
+        if measured and time.perf_counter() - started > MAX_PLANNING_SHARE * budget:
+            break
+        config = replace(net, depth=depth, base_features=base)
+        seconds = float(time_step(config, patch, batch))
+        measured.append(Measurement(base, patch, batch, seconds))
+        if seconds <= affordable:
+            chosen = measured[-1]
+        else:
+            break
+    return measured, chosen
 
 
 def step_timer(

@@ -12,146 +12,46 @@ The GUI runs the same generator in a napari worker, the CLI behind a terminal pr
 
 from __future__ import annotations
 
-import copy
-import datetime as _dt
 import math
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .. import limits
-from ..data.normalize import PreparedSource, Preprocessing
+from ..data.normalize import Preprocessing
 from ..errors import TrainingDiverged, UserInputError
-from ..metrics import MetricAccumulator, mean_foreground_dice
 from ..models.model_file import ModelFile, default_class_names, non_finite_entries
 from ..network.devices import autocast, describe_device, memory_format, resolve_device
 from ..network.unet import UNet, UNetConfig
-from ..predict.instances import INSTANCE_CLASSES, InstanceAccumulator, instances_from_probabilities
-from ..predict.tiling import predict_tiled, probabilities_to_labels
+from ..predict.instances import INSTANCE_CLASSES
+from .config import LR_SCHEDULES, TrainConfig, TrainProgress, learning_rate
 from .data import (
-    FEW_IMAGES,
-    VALIDATION_PART,
     Augmentation,
     PatchSampler,
     TrainingPair,
+    check_classes_present,
+    check_pairs,
     split_for_validation,
 )
-from .ddp import SINGLE, World
+from .ddp import SINGLE, World, agree
 from .defaults import training_defaults
-from .losses import IGNORE, LOSSES, cross_entropy, log_probabilities, segmentation_loss, soft_dice
+from .losses import log_probabilities, segmentation_loss
+from .saving import history_with_run, restore_training_state, state_copy, training_state
+from .validation import (
+    KEPT_START,
+    TrainingRecord,
+    score_name,
+    validate,
+    validation_summary,
+)
 
-LR_SCHEDULES = ("constant", "cosine")
-KEPT_START = "no epoch beat the starting model on the validation data, so its weights are kept"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training settings; saved in the model file's history.
-
-    Attributes
-    ----------
-    epochs : number of epochs (an epoch is ``steps_per_epoch`` optimisation steps).
-    max_minutes : stop after this much training time even if epochs remain (None: no limit).
-    steps_per_epoch : steps between validations; None picks one from the amount of data
-        (between 10 and 200).
-    batch_size : patches per step (None: :func:`~napari_unet.core.train.defaults.training_defaults`).
-    patch_size : patch edge in pixels (None: the defaults: 128 in 2D on a CPU, 256 on a GPU,
-        64 in 3D); rounded to ``2**depth``.
-    learning_rate, weight_decay : AdamW settings.
-    lr_schedule : "constant", or "cosine": the rate decays along a half cosine to 1% of
-        ``learning_rate`` by the end of the run (by the epochs, or by ``max_minutes`` when that
-        comes first; a resumed time-limited run starts a new decay over its own budget).
-    loss : "ce", "dice" or "ce+dice".
-    val_fraction : share of the data held out for validation when no validation set is given.
-    augment, elastic : random flips/rotations/intensity changes; elastic deformation.
-    zoom : with augmentation, rescale each patch by a random factor between ``1 / zoom`` and
-        ``zoom`` (1: never), so objects of other sizes than the labelled ones are learnt too.
-    foreground_fraction : share of patches centred on foreground.
-    seed : makes sampling, augmentation and initialisation repeatable.
-    device, precision : see :mod:`napari_unet.core.network.devices`.
-    """
-
-    epochs: int = 50
-    max_minutes: float | None = None
-    steps_per_epoch: int | None = None
-    batch_size: int | None = None
-    patch_size: int | None = None
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    lr_schedule: str = "constant"
-    loss: str = "ce+dice"
-    val_fraction: float = 0.2
-    augment: bool = True
-    elastic: bool = False
-    zoom: float = 1.0
-    foreground_fraction: float = 0.5
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-
-    def __post_init__(self) -> None:
-        # Every number in its range (core/limits.py, shared with the CLI and the widget).
-        for name in (
-            "epochs", "max_minutes", "steps_per_epoch", "batch_size", "patch_size",
-            "learning_rate", "weight_decay", "val_fraction", "zoom", "foreground_fraction",
-            "seed",
-        ):  # fmt: skip
-            limits.check(name, getattr(self, name))
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise UserInputError(
-                f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
-            )
-        if self.loss not in LOSSES:
-            raise UserInputError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-@dataclass(frozen=True)
-class TrainProgress:
-    """What a training step reports. Validation fields are set at the end of an epoch."""
-
-    step: int
-    epoch: int  # 1-based epoch the step belongs to
-    epochs: int
-    steps_per_epoch: int
-    train_loss: float  # mean loss over the epoch so far
-    seconds: float  # training time so far, resumed runs included
-    epoch_end: bool = False
-    val_loss: float | None = None
-    val_score: float | None = None  # Trainer.score_name: Dice, or object F1@0.5 for instances
-    best_score: float | None = None
-    improved: bool = False
-    data_seconds: float = 0.0  # this run's time preparing batches (sampling, augmentation)
-
-    @property
-    def total_steps(self) -> int:
-        return self.epochs * self.steps_per_epoch
-
-
-def _state_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-
-
-@dataclass
-class _State:
-    step: int = 0
-    seconds: float = 0.0
-    best_score: float | None = None
-    best_val_loss: float | None = None  # breaks ties between equal scores
-    history: list[dict[str, Any]] = field(default_factory=list)
+# TrainConfig, TrainProgress and KEPT_START are imported from here by older scripts.
+__all__ = ["KEPT_START", "LR_SCHEDULES", "TrainConfig", "TrainProgress", "Trainer"]
 
 
 class Trainer:
@@ -189,7 +89,7 @@ class Trainer:
         world: World = SINGLE,
         plan: dict[str, Any] | None = None,
     ):
-        self.state = _State()
+        self.state = TrainingRecord()
         self.plan = plan
         self.world = world
         self._ddp: torch.nn.Module | None = None
@@ -197,57 +97,85 @@ class Trainer:
         # A fine-tune (a model file, not resumed) scores its starting weights first, so that
         # it ends with weights at least as good on the validation data as those it began with.
         self.fine_tuning = isinstance(model, ModelFile) and not resume
-        resume_state = None
         if isinstance(model, ModelFile):
-            self.net_config = model.config
-            self.preprocessing = model.preprocessing
-            self.class_names = list(model.class_names)
-            self.base_history = dict(model.history)
-            self.description = model.description
-            self.task = dict(model.task)
-            if resume:
-                if not model.training_state:
-                    raise UserInputError("this model file holds no training state to resume from")
-                resume_state = model.training_state
-                config = config or TrainConfig.from_dict(resume_state["train_config"])
+            config = self._adopt_model_file(model, config, resume)
         else:
             if resume:
                 raise UserInputError("resuming needs a model file, not a new architecture")
-            self.net_config = model
-            self.preprocessing = preprocessing or Preprocessing()
-            self.task = dict(task or {"kind": "semantic"})
-            if self.task["kind"] == "instances":
-                if model.out_channels != 3:
-                    raise UserInputError(
-                        "an instance model needs 3 output channels (background, interior, boundary)"
-                    )
-                class_names = class_names or list(INSTANCE_CLASSES)
-            self.class_names = class_names or default_class_names(model.out_channels)
-            self.base_history = {}
-            self.description = ""
+            self._adopt_new_model(model, preprocessing, class_names, task)
         self.config = config or TrainConfig()
-        dims = self.net_config.spatial_dims
-        self._check_pairs(pairs + (val_pairs or []))
+        check_pairs(pairs + (val_pairs or []), self.net_config)
         if val_pairs is None:
             pairs, val_pairs = split_for_validation(
                 pairs, self.config.val_fraction, self.config.seed
             )
         self.train_pairs, self.val_pairs = pairs, val_pairs
+        self._build_network(model)
+        self._build_sampler(pairs)
+        if not isinstance(model, ModelFile):
+            check_classes_present(self.train_pairs, self.class_names)
+        elif resume:
+            self.state = restore_training_state(model.training_state, self.model, self.optimizer)
+            self.best_weights = {
+                k: v.float() if v.is_floating_point() else v for k, v in model.weights.items()
+            }
 
+    def _adopt_model_file(
+        self, model: ModelFile, config: TrainConfig | None, resume: bool
+    ) -> TrainConfig | None:
+        """Take the network, preprocessing, classes and task of a model file (and, resuming,
+        its saved settings unless new ones are given)."""
+        self.net_config = model.config
+        self.preprocessing = model.preprocessing
+        self.class_names = list(model.class_names)
+        self.base_history = dict(model.history)
+        self.description = model.description
+        self.task = dict(model.task)
+        if resume:
+            if not model.training_state:
+                raise UserInputError("this model file holds no training state to resume from")
+            config = config or TrainConfig.from_dict(model.training_state["train_config"])
+        return config
+
+    def _adopt_new_model(
+        self,
+        net_config: UNetConfig,
+        preprocessing: Preprocessing | None,
+        class_names: list[str] | None,
+        task: dict[str, Any] | None,
+    ) -> None:
+        self.net_config = net_config
+        self.preprocessing = preprocessing or Preprocessing()
+        self.task = dict(task or {"kind": "semantic"})
+        if self.task["kind"] == "instances":
+            if net_config.out_channels != 3:
+                raise UserInputError(
+                    "an instance model needs 3 output channels (background, interior, boundary)"
+                )
+            class_names = class_names or list(INSTANCE_CLASSES)
+        self.class_names = class_names or default_class_names(net_config.out_channels)
+        self.base_history = {}
+        self.description = ""
+
+    def _build_network(self, model: UNetConfig | ModelFile) -> None:
+        """The network (seeded, with the file's weights when there is one), its optimiser."""
         self.device = resolve_device(self.config.device)
         torch.manual_seed(self.config.seed)
         self.model = UNet(self.net_config)
         if isinstance(model, ModelFile):
             self.model.load_state_dict(model.build().state_dict())
-        self.layout = memory_format(self.device, dims)
+        self.layout = memory_format(self.device, self.net_config.spatial_dims)
         self.model.to(self.device, memory_format=self.layout)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=self.config.learning_rate,
             weight_decay=self.config.weight_decay,
         )
-        self.best_weights = _state_copy(self.model)
+        self.best_weights = state_copy(self.model)
 
+    def _build_sampler(self, pairs: list[TrainingPair]) -> None:
+        """Patch and batch sizes, the patch sampler, and the steps of an epoch."""
+        dims = self.net_config.spatial_dims
         multiple = self.net_config.size_multiple
         defaults = training_defaults(dims, self.device)
         patch = self.config.patch_size or defaults.patch_size
@@ -277,11 +205,6 @@ class Trainer:
             per_step = self.batch_size * patch**dims
             self.steps_per_epoch = int(min(200, max(10, math.ceil(2 * pixels / per_step))))
 
-        if not isinstance(model, ModelFile):
-            self._check_classes_present()
-        if resume_state is not None:
-            self._restore(resume_state, model)
-
     def load_encoder_weights(self, path: str | os.PathLike) -> list[str]:
         """Start a new MobileNetV2-encoder model from torchvision's ImageNet weights in a file
         on disk (:func:`~napari_unet.core.network.mobilenet.load_imagenet_weights`); before training.
@@ -293,57 +216,9 @@ class Trainer:
         from ..network.mobilenet import load_imagenet_weights
 
         loaded = load_imagenet_weights(self.model.encoder, path)
-        self.best_weights = _state_copy(self.model)
+        self.best_weights = state_copy(self.model)
         self.base_history["encoder_weights"] = Path(path).name
         return loaded
-
-    def _check_classes_present(self) -> None:
-        """From scratch, the labels must show at least two classes: a model that only ever
-        sees background cannot learn what an object is. (Fine-tuning may: an image corrected
-        to "no objects here" teaches a trained model its false positives.)"""
-        present: set[int] = set()
-        for pair in self.train_pairs:
-            targets = pair.targets[pair.targets != IGNORE]
-            present |= {int(c) for c in np.flatnonzero(np.bincount(targets.ravel()))}
-            if len(present) > 1:
-                return
-        only = self.class_names[next(iter(present))] if present else "none"
-        raise UserInputError(
-            f"the training labels hold only one class ({only}) in every image: a new model "
-            "cannot learn from that. Label some pixels of the other class (objects and "
-            "background), or fine-tune an existing model instead"
-        )
-
-    def _check_pairs(self, pairs: list[TrainingPair]) -> None:
-        dims, channels = self.net_config.spatial_dims, self.net_config.in_channels
-        for pair in pairs:
-            if pair.targets.ndim != dims or pair.image.ndim != dims + 1:
-                raise UserInputError(
-                    f"image {pair.name!r} is {pair.targets.ndim}D but the model is {dims}D"
-                )
-            if pair.image.shape[0] != channels:
-                raise UserInputError(
-                    f"image {pair.name!r} has {pair.image.shape[0]} channel(s) but the model takes {channels}"
-                )
-            top = int(pair.targets.max()) if pair.targets.size else 0
-            if top >= max(2, self.net_config.out_channels):
-                raise UserInputError(
-                    f"labels of {pair.name!r} contain class {top}, beyond the model's classes"
-                )
-
-    def _restore(self, state: dict[str, Any], model: ModelFile) -> None:
-        self.model.load_state_dict(state["last_weights"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.best_weights = {
-            k: v.float() if v.is_floating_point() else v for k, v in model.weights.items()
-        }
-        self.state = _State(
-            step=int(state["step"]),
-            seconds=float(state["seconds"]),
-            best_score=state.get("best_score"),
-            best_val_loss=state.get("best_val_loss"),
-            history=list(state.get("history", [])),
-        )
 
     @property
     def instance_task(self) -> bool:
@@ -351,15 +226,8 @@ class Trainer:
 
     @property
     def score_name(self) -> str:
-        """What the validation score is: object F1 at IoU 0.5 for instance models whose
-        validation data has object labels, else mean foreground Dice."""
-        if (
-            self.instance_task
-            and self.val_pairs
-            and all(p.instances is not None for p in self.val_pairs)
-        ):
-            return "F1@0.5"
-        return "Dice"
+        """What the validation score is (:func:`~napari_unet.core.train.validation.score_name`)."""
+        return score_name(self.task, self.val_pairs)
 
     @property
     def total_steps(self) -> int:
@@ -368,22 +236,7 @@ class Trainer:
     @property
     def validation_summary(self) -> str:
         """What validation is done on, in words (the CLI and the widget say it at the start)."""
-        if not self.val_pairs:
-            if self.config.val_fraction > 0 and any(p.corrections for p in self.train_pairs):
-                return (
-                    "no validation data (strokes on a prediction are not held out: their "
-                    "accepted rest would grade the model on its own prediction): the weights "
-                    "with the lowest training loss are kept"
-                )
-            return "no validation data: the weights with the lowest training loss are kept"
-        slabs = [p for p in self.val_pairs if p.name.endswith(VALIDATION_PART)]
-        if slabs and len(self.train_pairs) < FEW_IMAGES:
-            return (
-                f"validating on the last {self.config.val_fraction:.0%} of {len(slabs)} of the "
-                f"{len(self.train_pairs)} image(s) (under {FEW_IMAGES} images none is held out "
-                "whole; those labels are hidden from training)"
-            )
-        return f"validating on {len(self.val_pairs)} image(s)"
+        return validation_summary(self.train_pairs, self.val_pairs, self.config.val_fraction)
 
     def release(self) -> None:
         """Move the network and optimiser state to the CPU and free GPU memory.
@@ -442,7 +295,7 @@ class Trainer:
                 # which computes synchronously, this changes nothing).
                 batch = prepare(state.step + 1)
             loss = float(loss_tensor)  # waits for the device
-            loss, seconds = self._agree(loss, time.perf_counter() - started)
+            loss, seconds = agree(self.world, self.device, loss, time.perf_counter() - started)
             out_of_time = seconds >= budget
             if not math.isfinite(loss):
                 self._diverged(f"the loss became {loss} at step {state.step + 1}")
@@ -483,17 +336,8 @@ class Trainer:
         val_loss, val_score = self.validate()
         if math.isnan(val_score):
             return
-        self.state.best_score, self.state.best_val_loss = val_score, val_loss
-        self.state.history.append(
-            {
-                "epoch": 0,
-                "step": 0,
-                "train_loss": None,
-                "val_loss": val_loss,
-                "val_score": val_score,
-                "seconds": 0.0,
-                "improved": True,
-            }
+        self.state.log_epoch(
+            epoch=0, train_loss=None, val_loss=val_loss, val_score=val_score, improved=True
         )
 
     @property
@@ -513,27 +357,10 @@ class Trainer:
             h.get("improved") for h in self.state.history[1:]
         )
 
-    def _agree(self, loss: float, seconds: float) -> tuple[float, float]:
-        """The step's loss averaged over the processes, and rank 0's clock. Each process's
-        clock differs a little; all must use the same learning rate and stop at the same step
-        (one that stopped alone would leave the others waiting for its gradients)."""
-        if not self.world.distributed:
-            return loss, seconds
-        import torch.distributed as dist
-
-        device = self.device if self.world.backend == "nccl" else torch.device("cpu")
-        clock = seconds if self.world.is_main else 0.0
-        shared = torch.tensor([loss / self.world.size, clock], dtype=torch.float64, device=device)
-        dist.all_reduce(shared)
-        return float(shared[0]), float(shared[1])
-
     def _set_learning_rate(self, done: float) -> None:
         """Apply the schedule for the fraction ``done`` (0 to 1) of this run."""
-        rate = self.config.learning_rate
-        if self.config.lr_schedule == "cosine":
-            rate *= 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
         for group in self.optimizer.param_groups:
-            group["lr"] = rate
+            group["lr"] = learning_rate(self.config, done)
 
     def _sample(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch of ``step``."""
@@ -567,7 +394,7 @@ class Trainer:
         self.model.load_state_dict(self.best_weights)
         self.optimizer.state.clear()  # Adam's moments hold the NaNs too
         rate = self.config.learning_rate
-        best = self._best_step()
+        best = self.state.best_step()
         if best:
             kept = f"the best weights before it (step {best})"
         else:
@@ -576,24 +403,6 @@ class Trainer:
             f"training diverged: {what}. Kept {kept}; train again with a lower learning rate "
             f"(now {rate:g}, try {rate / 10:g}), and check the images for extreme values"
         )
-
-    def _best_step(self) -> int:
-        improved = [h["step"] for h in self.state.history if h.get("improved")]
-        return improved[-1] if improved else 0
-
-    def _better(self, score: float, val_loss: float | None) -> bool:
-        """Whether an epoch beats the best so far: a higher score, or the same score with a
-        lower validation loss. Scores on few objects saturate (F1 1.0 on a handful of nuclei
-        is reached early); without the tie-break the earliest such weights would be kept."""
-        best = self.state.best_score
-        if best is None:
-            return True
-        if math.isnan(score):
-            return False
-        if score != best:
-            return score > best
-        previous = self.state.best_val_loss
-        return val_loss is not None and previous is not None and val_loss < previous
 
     def _end_epoch(self, progress: TrainProgress) -> TrainProgress:
         if non_finite_entries(self.model.state_dict()):  # weights and batch-norm statistics
@@ -606,20 +415,16 @@ class Trainer:
         val_loss, val_score = self.validate() if self.val_pairs else (None, None)
         # Without validation data the best model is the one with the lowest training loss.
         score = val_score if val_score is not None else -progress.train_loss
-        improved = self._better(score, val_loss)
+        improved = self.state.better(score, val_loss)
         if improved:
-            self.state.best_score, self.state.best_val_loss = score, val_loss
-            self.best_weights = _state_copy(self.model)
-        self.state.history.append(
-            {
-                "epoch": progress.epoch,
-                "step": progress.step,
-                "train_loss": progress.train_loss,
-                "val_loss": val_loss,
-                "val_score": val_score,
-                "seconds": round(self.state.seconds, 2),
-                "improved": improved,
-            }
+            self.best_weights = state_copy(self.model)
+        self.state.log_epoch(
+            epoch=progress.epoch,
+            train_loss=progress.train_loss,
+            val_loss=val_loss,
+            val_score=val_score,
+            improved=improved,
+            score=score,
         )
         return TrainProgress(
             **{
@@ -634,90 +439,42 @@ class Trainer:
 
     def validate(self) -> tuple[float, float]:
         """Loss and score (see :attr:`score_name`) of the current weights on the validation data."""
-        classes = max(2, self.net_config.out_channels)
-        acc = MetricAccumulator(classes)
-        objects = InstanceAccumulator((0.5,)) if self.score_name == "F1@0.5" else None
-        losses, weights = [], []
-        for pair in self.val_pairs:
-            prob = np.zeros((self.net_config.out_channels, *pair.spatial_shape), np.float32)
-            for _ in predict_tiled(
-                self.model,
-                PreparedSource(pair.image),
-                prob,
-                device=self.device,
-                precision=self.config.precision,
-                halo=self.net_config.size_multiple * 2,
-            ):
-                pass
-            if objects is not None:
-                objects.add(instances_from_probabilities(prob), pair.instances)
-            labelled = int((pair.targets != IGNORE).sum())
-            if labelled == 0:
-                continue
-            p = torch.from_numpy(prob)[None]
-            if p.shape[1] == 1:
-                p = torch.cat([1 - p, p], dim=1)
-            t = torch.from_numpy(pair.targets.astype(np.int64))[None]
-            loss = float(cross_entropy(p.clamp_min(1e-7).log(), t))
-            if "dice" in self.config.loss:
-                dice_loss = float(soft_dice(p, t))
-                loss = dice_loss if self.config.loss == "dice" else loss + dice_loss
-            losses.append(loss)
-            weights.append(labelled)
-            acc.add(probabilities_to_labels(prob), pair.targets)
-        self.model.train()
-        if not weights:
-            return float("nan"), float("nan")
-        loss = float(np.average(losses, weights=weights))
-        if objects is not None:
-            return loss, objects.pooled()[0.5]["f1"]
-        return loss, mean_foreground_dice(acc.pooled())
+        return validate(
+            self.model,
+            self.val_pairs,
+            out_channels=self.net_config.out_channels,
+            halo=self.net_config.size_multiple * 2,
+            device=self.device,
+            precision=self.config.precision,
+            loss_name=self.config.loss,
+            score=self.score_name,
+        )
 
     def model_file(self, include_training_state: bool = True) -> ModelFile:
         """The best weights so far as a :class:`ModelFile`, with what resuming needs."""
-        history = dict(self.base_history)
-        runs = list(history.get("runs", []))
-        plan = self.plan
-        if self.resumed and runs:
-            # A resumed run continues, and replaces, the entry of the run it resumes.
-            resumed_run = runs.pop()
-            plan = plan or resumed_run.get("plan")
-        runs.append(
-            {
-                "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "steps": self.state.step,
-                "seconds": round(self.state.seconds, 1),
-                "best_score": self.state.best_score,
-                "score": self.score_name,
-                "train_images": [p.name for p in self.train_pairs],
-                "val_images": [p.name for p in self.val_pairs],
-                "device": describe_device(self.device),
-                "config": self.config.to_dict(),
-                **({"processes": self.world.size} if self.world.distributed else {}),
-                **({"plan": plan} if plan else {}),
-            }
-        )
-        history["runs"] = runs
-        history["epochs_log"] = self.state.history[-500:]
-        training_state = None
+        run = {
+            "steps": self.state.step,
+            "seconds": round(self.state.seconds, 1),
+            "best_score": self.state.best_score,
+            "score": self.score_name,
+            "train_images": [p.name for p in self.train_pairs],
+            "val_images": [p.name for p in self.val_pairs],
+            "device": describe_device(self.device),
+            "config": self.config.to_dict(),
+            **({"processes": self.world.size} if self.world.distributed else {}),
+            **({"plan": self.plan} if self.plan else {}),
+        }
+        history = history_with_run(self.base_history, run, self.state, resumed=self.resumed)
+        state = None
         if include_training_state:
-            training_state = {
-                "last_weights": _state_copy(self.model),
-                "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-                "step": self.state.step,
-                "seconds": self.state.seconds,
-                "best_score": self.state.best_score,
-                "best_val_loss": self.state.best_val_loss,
-                "history": self.state.history,
-                "train_config": self.config.to_dict(),
-            }
+            state = training_state(self.model, self.optimizer, self.state, self.config)
         return ModelFile(
             config=self.net_config,
             preprocessing=self.preprocessing,
             weights=self.best_weights,
             class_names=self.class_names,
             history=history,
-            training_state=training_state,
+            training_state=state,
             task=dict(self.task),
             description=self.description,
         )

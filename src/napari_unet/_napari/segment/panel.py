@@ -23,12 +23,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import ModelFile, Segmenter, bundled_models, iter_predict_stack, load_model
-from ..core.errors import CodeNotTrusted
-from ..core.interop.open import load_any_model
-from .common import LayerCombo, device_combo, notify_error, notify_info
-from .layers import guess_channel_axis, layer_array, shown_block, spatial_transform, write_labels
-from .session import TRAINED, Session
+from ...core import ModelFile, Segmenter, bundled_models, iter_predict_stack, load_model
+from ...core.errors import CodeNotTrusted
+from ...core.interop.open import load_any_model
+from ..common import LayerCombo, device_combo, notify_error, notify_info
+from ..layers import guess_channel_axis, layer_array, shown_block, spatial_transform, write_labels
+from ..session import TRAINED, Session
 
 OUTPUTS = {
     "instances (one label per object)": "instances",

@@ -1,0 +1,145 @@
+"""Training pairs chosen on layers: one row per (image layer, labels layer, kind of labels
+[, the prediction that strokes correct]), and the training pairs the core trains on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QWidget
+
+from ...core import Preprocessing, UserInputError, prepare_pair
+from ...core.train.corrections import correction_blocks
+from ...core.train.data import TrainingPair
+from ...core.train.targets import annotated_blocks
+from ..common import LayerCombo
+from ..layers import METADATA_KEY, guess_channel_axis, layer_array
+
+LABEL_KINDS = {"dense": "dense", "scribbles": "scribbles", "strokes on a prediction": "corrections"}
+LABEL_KIND_HELP = (
+    "dense: every pixel is labelled (e.g. a corrected prediction); 0 = background.\n"
+    "scribbles: only painted pixels count; 0 = not annotated, 1 = background, 2 = object.\n"
+    "strokes on a prediction: strokes (1 = background, 2 = object) that correct the prediction\n"
+    "chosen beside them, whose uncorrected rest counts as labelled: a background stroke on an\n"
+    "object deletes it, an object stroke marks a missed object without drawing its outline."
+)
+PREDICTION_HELP = (
+    "the prediction the strokes correct (a Labels layer written by Segment, edited or not);\n"
+    "what no stroke corrects is accepted as it is"
+)
+
+
+class PairRow(QWidget):
+    """One training pair: an image layer, its labels layer and the kind of labels."""
+
+    def __init__(self, viewer: Any, parent: QWidget | None = None):
+        super().__init__(parent)
+        import napari
+
+        self.image = LayerCombo(viewer, napari.layers.Image, self)
+        self.labels = LayerCombo(viewer, napari.layers.Labels, self)
+        self.kind = QComboBox(self)
+        self.kind.addItems(LABEL_KINDS)
+        self.kind.setToolTip(LABEL_KIND_HELP)
+        self.prediction = LayerCombo(viewer, napari.layers.Labels, self)
+        self.prediction.setToolTip(PREDICTION_HELP)
+        self.prediction.setVisible(False)
+        self.kind.currentIndexChanged.connect(self._show_prediction)
+        self.remove = QPushButton("✕", self)
+        self.remove.setToolTip("remove this pair")
+        self.remove.setMaximumWidth(28)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.image, 2)
+        layout.addWidget(self.labels, 2)
+        layout.addWidget(self.kind, 2)
+        layout.addWidget(self.prediction, 2)
+        layout.addWidget(self.remove)
+
+    @property
+    def label_mode(self) -> str:
+        return LABEL_KINDS[self.kind.currentText()]
+
+    def prediction_layer(self) -> Any:
+        """The prediction that strokes correct; None unless the labels are corrections."""
+        return self.prediction.layer() if self.label_mode == "corrections" else None
+
+    def _show_prediction(self, *_: Any) -> None:
+        corrections = self.label_mode == "corrections"
+        self.prediction.setVisible(corrections)
+        if corrections:
+            # Offer a layer Segment wrote (other than the strokes) rather than the first one.
+            written = [
+                layer
+                for layer in self.prediction.layers()
+                if METADATA_KEY in layer.metadata and layer is not self.labels.layer()
+            ]
+            if written:
+                self.prediction.select(written[-1])
+
+
+def build_pairs(
+    rows: list[tuple[Any, ...]],
+    spatial_dims: int,
+    preprocessing: Preprocessing,
+    in_channels: int | None,
+    num_classes: int,
+    task: dict[str, Any] | None = None,
+) -> list[TrainingPair]:
+    """Training pairs from (image layer, labels layer, label mode[, prediction layer]) rows;
+    slices of stacks that carry annotations (for corrections: strokes) become separate pairs
+    for a 2D model."""
+    pairs = []
+    for image_layer, labels_layer, mode, *rest in rows:
+        if image_layer is None or labels_layer is None:
+            raise UserInputError("choose an image layer and a labels layer for every training pair")
+        channel_axis = guess_channel_axis(image_layer)
+        where = {"spatial_dims": spatial_dims, "channel_axis": channel_axis}
+        image, labels = layer_array(image_layer), np.asarray(labels_layer.data)
+        if mode == "corrections":
+            prediction = _prediction_layer(labels_layer, rest[0] if rest else None).data
+            blocks = correction_blocks(image, labels, prediction, **where)
+        else:
+            blocks = [(*block, None) for block in annotated_blocks(image, labels, **where)]
+        if not blocks:
+            raise UserInputError(
+                f"labels layer {labels_layer.name!r} is empty: paint some labels first "
+                "(scribbles: 1 = background, 2 = object)"
+                if mode != "corrections"
+                else f"no slice of {labels_layer.name!r} has a stroke: the slices with strokes "
+                "are the ones trained on (1 = background, 2 = object)"
+            )
+        for index, block, block_labels, block_prediction in blocks:
+            name = image_layer.name + (f" {index}" if index else "")
+            pairs.append(
+                prepare_pair(
+                    block,
+                    block_labels,
+                    spatial_dims=spatial_dims,
+                    preprocessing=preprocessing,
+                    in_channels=in_channels,
+                    num_classes=num_classes,
+                    label_mode=mode,
+                    channel_axis=-1 if channel_axis is not None else None,
+                    name=name,
+                    task=task,
+                    prediction=block_prediction,
+                )
+            )
+            in_channels = pairs[0].image.shape[0]
+    return pairs
+
+
+def _prediction_layer(strokes_layer: Any, prediction_layer: Any) -> Any:
+    """The layer ``strokes_layer`` corrects: chosen, and not the strokes themselves."""
+    if prediction_layer is None:
+        raise UserInputError(
+            f"labels layer {strokes_layer.name!r} holds strokes on a prediction: choose the "
+            "prediction layer they correct beside it"
+        )
+    if prediction_layer is strokes_layer:
+        raise UserInputError(
+            f"{strokes_layer.name!r} is chosen as both the strokes and the prediction they "
+            "correct: paint the strokes on a new Labels layer"
+        )
+    return prediction_layer
