@@ -14,7 +14,7 @@ import torch
 from napari_unet.core.interop.architecture_source import standalone_source, write_standalone_source
 from napari_unet.core.network.unet import UNet, UNetConfig
 
-STDLIB = {"__future__", "dataclasses", "itertools", "os", "typing", "math"}
+STDLIB = {"__future__", "collections", "dataclasses", "itertools", "os", "typing", "math"}
 
 
 def test_the_file_needs_only_torch():

@@ -116,7 +116,8 @@ def _prepare_blocked(
                 "run without --resume (and with --overwrite) to start again"
             )
         # float64 holds float32 stats exactly, and the wide ones of extreme images
-        stats = tuple(np.asarray(s, np.float64) for s in before["stats"])
+        low, high = (np.asarray(s, np.float64) for s in before["stats"])
+        stats = (low, high)
     else:
         _clear_previous(job, (labels, prob), work, resume)
         window = tuple(min(n, b + 2 * margin) for n, b in zip(shape, blocks, strict=True))

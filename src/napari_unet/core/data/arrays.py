@@ -50,8 +50,8 @@ class AxesView:
         if isinstance(array, AxesView):  # flatten views of views
             order = tuple(None if o is None else array.order[o] for o in order)
             array = array.array
-        self.array = array
-        self.order = order
+        self.array: Any = array
+        self.order: tuple[int | None, ...] = order
         self.dtype = np.dtype(array.dtype)
         self.shape = tuple(1 if o is None else int(array.shape[o]) for o in order)
 

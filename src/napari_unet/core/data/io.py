@@ -147,7 +147,7 @@ def default_permissions(path: str | os.PathLike) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, flush it to disk, then rename
     it over ``path``: readers see the old file or the new one, never half of one. On any
     failure (Ctrl-C included) the temporary file is removed and ``path`` is untouched; a
@@ -206,7 +206,7 @@ def describe_os_error(err: OSError, folder: Path | None = None) -> str:
         errno.ENOENT: "no such file or folder",
         errno.EEXIST: "it already exists",
     }
-    return reasons.get(err.errno, err.strerror or str(err))
+    return reasons.get(err.errno or 0, err.strerror or str(err))
 
 
 def _remove_orphaned_temporaries(path: Path) -> None:
@@ -239,7 +239,7 @@ class Output:
     ``is_ours`` says the existing folder is one this command writes (``kind`` names it)."""
 
     path: Path
-    write: Callable[[Path], None]
+    write: Callable[[Path], object]  # what it returns is ignored
     folder: bool = False
     is_ours: Callable[[Path], bool] | None = None
     kind: str = "an output of this command"

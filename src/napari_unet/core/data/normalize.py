@@ -7,7 +7,7 @@ same way when a model is trained, fine-tuned, and applied.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -312,6 +312,17 @@ def apply_stats(block: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.
 
 
 NORMALISED_LIMIT = 1e6  # normalised values are ~0-1; far beyond that a value only says "bright"
+
+
+class BlockSource(Protocol):
+    """What the tiler reads: an image's spatial ``shape`` and its blocks, channels first, as
+    the network takes them (:class:`ImageSource`, :class:`PreparedSource`, or a
+    bioimage.io package's own reader)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def read(self, index: tuple[slice | np.ndarray, ...]) -> np.ndarray: ...
 
 
 class ImageSource:

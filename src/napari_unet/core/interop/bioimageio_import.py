@@ -18,6 +18,7 @@ and converts older formats, 0.4 included, to 0.5).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ def load_package(path: str | Path, *, trust_code: bool = False) -> ModelFile | P
     return PackageModel(package, trust_code=trust_code)
 
 
-def load_fine_tunable(path: str | Path) -> ModelFile:
+def load_fine_tunable(path: str | os.PathLike) -> ModelFile:
     """A package whose network is napari-unet's U-Net, as a model file to fine-tune; others are
     refused with the reason."""
     package = open_package(path)
@@ -293,8 +294,7 @@ class PackageSource:
         if need != self.original_shape:  # smaller than the package takes: pad (small anyway)
             data = np.asarray(view)
             pads = [(0, 0)] + [(0, w - n) for w, n in zip(need, self.original_shape, strict=True)]
-            mode = "reflect" if min(self.original_shape) > 1 else "edge"
-            view = np.pad(data, pads, mode=mode)
+            view = np.pad(data, pads, mode="reflect" if min(self.original_shape) > 1 else "edge")
         self.view = view
         self.axes = ["batch", "channel", *model.space]
         # Fresh steps: what they measure belongs to this image, not to the model.
@@ -417,7 +417,7 @@ def _steps_text(steps: Any) -> str:
             continue
         kwargs = getattr(step, "kwargs", None)
         detail = ""
-        if str(step.id) == "scale_range":
+        if str(step.id) == "scale_range" and kwargs is not None:
             detail = f" ({kwargs.min_percentile}-{kwargs.max_percentile} percentiles)"
         names.append(f"{step.id}{detail}")
     return ", ".join(names) or "none"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io as _io
+import os
 import tempfile
 import warnings
 import zipfile
@@ -26,7 +27,7 @@ def _description_in(folder: Path) -> Path | None:
     return found[0] if found else None
 
 
-def is_package(path: str | Path) -> bool:
+def is_package(path: str | os.PathLike) -> bool:
     """True for a bioimage.io package: its folder, its zip, or its description file."""
     path = Path(path)
     if path.is_dir():
@@ -162,7 +163,7 @@ def _expanded_size(root: Any) -> int:
     return sizes.get(id(root), 0)
 
 
-def open_package(path: str | Path) -> Package:
+def open_package(path: str | os.PathLike) -> Package:
     """Validate and open a package (folder, zip or description file), or raise one clear error."""
     needs_bioimageio()
     from bioimageio.spec import load_model_description

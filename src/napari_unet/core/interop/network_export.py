@@ -122,7 +122,7 @@ def export_network(
 def _torchscript_bytes(network: nn.Module, model: ModelFile, metadata: str) -> bytes:
     with torch.no_grad(), warnings.catch_warnings():
         # The tracer warns of the shape checks it turns into constants: that is the point.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
         # Tracing records the operations for an input whose sizes are multiples of 2**depth:
         # the network's own padding is then a no-op, and every such size runs the same graph.
         traced = torch.jit.trace(network, _example_input(model), check_trace=False)
@@ -170,6 +170,8 @@ def _onnx_bytes(network: ProbabilityNetwork, model: ModelFile, metadata: str) ->
             )  # fmt: skip
     finally:
         registration.setLevel(level)
+    if program is None:  # only the legacy exporter returns nothing
+        raise RuntimeError("torch.onnx.export returned no program")
     proto = program.model_proto
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, metadata

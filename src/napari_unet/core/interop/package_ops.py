@@ -161,7 +161,7 @@ def _along(value: Any, kwargs: Mapping[str, Any], axes: Sequence[str]) -> np.nda
         raise UserInputError("the package's processing step lacks a required value")
     if not isinstance(value, (list, tuple)):
         return float(value)
-    axis = kwargs.get("axis")
+    axis = str(kwargs.get("axis"))
     if axis not in axes:
         raise UserInputError(
             f"the package's processing gives values along axis {axis!r}, which its tensor lacks"
@@ -180,7 +180,10 @@ def operations(descrs: Sequence[Any]) -> list[Operation]:
         else:
             op_id = str(d.id)
             raw = getattr(d, "kwargs", None)
-            kwargs = raw.model_dump(mode="json") if hasattr(raw, "model_dump") else dict(raw or {})
+            if raw is not None and hasattr(raw, "model_dump"):
+                kwargs = raw.model_dump(mode="json")
+            else:
+                kwargs = dict(raw or {})
         steps.append(Operation(op_id, {k: v for k, v in kwargs.items() if v is not None}))
     return steps
 

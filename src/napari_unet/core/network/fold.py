@@ -31,6 +31,8 @@ def fold_batchnorm(model: UNet) -> UNet:
                 and norm.track_running_stats
             ):
                 continue
+            # tracked running statistics are tensors (checked above)
+            assert norm.running_var is not None and norm.running_mean is not None
             with torch.no_grad():
                 scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
                 shape = (-1,) + (1,) * (conv.weight.ndim - 1)

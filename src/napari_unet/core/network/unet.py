@@ -12,8 +12,9 @@ that the output again covers every input pixel.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -139,7 +140,7 @@ class UNetConfig:
                 decoder += 4 * c_in * c_out + kernel * ((c_out + skip) * c_out + c_out * c_out)
             full = kernel * (self.in_channels + self.base_features) * self.base_features
             return ENCODER_PARAMETERS + decoder + full + widths[-1] * self.out_channels
-        widths = [self.base_features * 2**level for level in range(self.depth + 1)]
+        widths = tuple(self.base_features * 2**level for level in range(self.depth + 1))
         down = kernel * (self.in_channels * widths[0] + widths[0] ** 2)
         down += sum(kernel * (a * b + b * b) for a, b in itertools.pairwise(widths))
         up = sum(kernel * (2 * a * a + a * a) + 2**self.spatial_dims * b * a
@@ -304,7 +305,7 @@ class Up(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(x)
         if skip.shape[2:] != x.shape[2:]:  # "valid": copy and crop, as in the paper
-            skip = skip[(..., *_centre(skip.shape[2:], x.shape[2:]))]
+            skip = skip[_spatial(_centre(skip.shape[2:], x.shape[2:]))]
         merged = torch.cat([skip, x], dim=1)
         # Drop the last references to the inputs before the convolutions, so that in
         # prediction the skip tensor is freed now rather than with this frame (a quarter
@@ -318,7 +319,26 @@ def _mobilenet_decoder_widths(base: int) -> tuple[int, ...]:
     return (8 * base, 4 * base, 2 * base, base, base)
 
 
-def _centre(size: tuple[int, ...], inner: tuple[int, ...]) -> tuple[slice, ...]:
+class Network(Protocol):
+    """What the tiler runs: a module whose ``config`` says its channels, dimensions and the
+    size multiple it needs (:class:`UNet`, a bioimage.io package's network, or either with
+    test-time augmentation)."""
+
+    config: Any
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def eval(self) -> Any: ...
+
+    def to(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def _spatial(index: Iterable[slice]) -> tuple[Any, ...]:
+    """An index of the trailing (spatial) axes of a tensor, whatever comes before them."""
+    return (..., *index)
+
+
+def _centre(size: Sequence[int], inner: Sequence[int]) -> tuple[slice, ...]:
     return tuple(slice((s - i) // 2, (s - i) // 2 + i) for s, i in zip(size, inner, strict=True))
 
 
@@ -372,10 +392,10 @@ class UNet(nn.Module):
             if self.training:
                 return self.forward_valid(x)
             out = self.forward_valid(pad_for_valid(x, self.config))
-            return out[(..., *(slice(0, s) for s in size))]
+            return out[_spatial(slice(0, s) for s in size)]
         x = pad_to_multiple(x, self.config.size_multiple)
         out = self._forward(x)
-        return out[(..., *(slice(0, s) for s in size))]
+        return out[_spatial(slice(0, s) for s in size)]
 
     def forward_valid(self, x: torch.Tensor) -> torch.Tensor:
         """A "valid" network on an input of a valid size, without padding: the output is the

@@ -4,9 +4,10 @@ in this process or as one task of a Dask cluster (:mod:`~napari_unet.core.cluste
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..data import io
 from ..data.ome_zarr import (
@@ -150,7 +151,9 @@ def predict_file(
         if stack:  # e.g. a z-stack for a 2D model: one slice at a time
             if note is not None:
                 note(f"{name}: {math.prod(stack)} {dims}D slice(s) (stack axes {stack})")
-            steps = iter_predict_stack(segmenter, image, channel_axis=channel_axis, **options)
+            steps: Generator[Any, None, Prediction] = iter_predict_stack(
+                segmenter, image, channel_axis=channel_axis, **options
+            )
         else:
             steps = segmenter.iter_predict(image, channel_axis=channel_axis, **options)
         result = run_to_end(steps, progress)
@@ -173,10 +176,9 @@ def write_results(job: FileJob, result: Prediction, ome, spatial_dims: int) -> N
         outputs = _ome_zarr_outputs(ome, result, job, spatial_dims)
     elif not job.into_input:
         outputs.append(io.Output(job.labels, lambda tmp: io.write_tiff(tmp, result.labels)))
-    if job.probabilities is not None and job.format != "ome-zarr":
-        outputs.append(
-            io.Output(job.probabilities, lambda tmp: io.write_tiff(tmp, result.probabilities))
-        )
+    probabilities = result.probabilities
+    if job.probabilities is not None and probabilities is not None and job.format != "ome-zarr":
+        outputs.append(io.Output(job.probabilities, lambda tmp: io.write_tiff(tmp, probabilities)))
     if job.into_input:
         _write_into_input(job, result, ome, outputs)
     else:
@@ -221,21 +223,24 @@ def _ome_zarr_outputs(ome, result: Prediction, job: FileJob, spatial_dims: int) 
                 f"OME-Zarr holds at most 4 axes besides channels; the labels have {ndim}"
             )
         axes, scale, units = list("tzyx"[-ndim:]), [1.0] * ndim, {}
-    kind = {"folder": True, "is_ours": is_ome_zarr, "kind": "an OME-Zarr image"}
     outputs = [
         io.Output(
             job.labels,
             lambda tmp: write_ome_zarr(tmp, result.labels, axes, scale, units),
-            **kind,
+            folder=True,
+            is_ours=is_ome_zarr,
+            kind="an OME-Zarr image",
         )
     ]
-    if job.probabilities is not None:
+    if job.probabilities is not None and result.probabilities is not None:
         data, names, sizes = probability_layout(result.probabilities, axes, scale, spatial_dims)
         outputs.append(
             io.Output(
                 job.probabilities,
                 lambda tmp: write_ome_zarr(tmp, data, names, sizes, units),
-                **kind,
+                folder=True,
+                is_ours=is_ome_zarr,
+                kind="an OME-Zarr image",
             )
         )
     return outputs

@@ -11,13 +11,14 @@ import torch
 
 from .. import limits
 from ..data.arrays import moveaxis
-from ..data.normalize import ImageSource, check_image_array
+from ..data.normalize import BlockSource, ImageSource, check_image_array
 from ..errors import UserInputError
 from ..interop.bioimageio_import import PackageModel
 from ..interop.open import load_any_model
 from ..models.model_file import ModelFile
 from ..network.devices import describe_device, release_cpu_memory, resolve_device
 from ..network.fold import fold_batchnorm
+from ..network.unet import Network
 from .instances import instances_from_probabilities
 from .packages import package_tiling
 from .stitching import iter_instances_in_blocks
@@ -45,7 +46,7 @@ def instances_from_foreground(foreground: np.ndarray, min_size: int = 0) -> np.n
     """
     from scipy import ndimage as ndi
 
-    labels = np.zeros(foreground.shape, np.uint32)
+    labels: np.ndarray = np.zeros(foreground.shape, np.uint32)
     count = ndi.label(foreground, np.ones((3,) * foreground.ndim), output=labels)
     if count == 0:
         return labels
@@ -89,7 +90,8 @@ class Segmenter:
         self.device = resolve_device(device)
         self.precision = precision
         self.is_package = isinstance(self.model_file, PackageModel)
-        if self.is_package:
+        self.net: Network
+        if isinstance(self.model_file, PackageModel):
             # Someone else's network was validated in float32: "auto" keeps it there.
             self.precision = "float32" if precision == "auto" else precision
             self.net = self.model_file.network(self.device)
@@ -129,8 +131,9 @@ class Segmenter:
         net = TestTimeAugmented(self.net) if test_time_augmentation else self.net
         cut = {"threshold": threshold, "seed_threshold": seed_threshold, "min_size": min_size}
         labels, prob = yield from self._run(net, source, output, keep_probabilities, cut, tiling)
-        if self.is_package and source.shape != source.original_shape:
-            crop = tuple(slice(0, n) for n in source.original_shape)
+        original = getattr(source, "original_shape", source.shape)  # packages pad small images
+        if original != source.shape:
+            crop = tuple(slice(0, n) for n in original)
             labels = labels[crop]
             prob = None if prob is None else prob[(slice(None), *crop)]
         if output == "instances" and not self.model_file.is_instance_model:
@@ -143,10 +146,10 @@ class Segmenter:
 
     def _source(
         self, image: np.ndarray, channel_axis: int | None, tiling: dict[str, Any]
-    ) -> ImageSource:
+    ) -> BlockSource:
         """The image as the network reads it (a package's own preprocessing and tiler
         settings for bioimage.io packages, added to ``tiling``)."""
-        if self.is_package:
+        if isinstance(self.model_file, PackageModel):
             source = self.model_file.source(image, channel_axis)
             tiling.update(
                 package_tiling(self.model_file, source.shape, tiling["tile_size"], tiling["halo"])
@@ -160,8 +163,8 @@ class Segmenter:
 
     def _run(
         self,
-        net: torch.nn.Module,
-        source: ImageSource,
+        net: Network,
+        source: BlockSource,
         output: str,
         keep_probabilities: bool,
         cut: dict[str, Any],
@@ -274,7 +277,7 @@ def leading_shape(
 
 
 def stack_channel_axis(
-    shape: tuple[int, ...], model: ModelFile, channel_axis: int | None = None
+    shape: tuple[int, ...], model: ModelFile | PackageModel, channel_axis: int | None = None
 ) -> int | None:
     """The channel axis to use when ``model`` segments an image of ``shape`` that may hold
     more axes than the model's spatial ones (a z-stack for a 2D model, time points, ...).
@@ -331,8 +334,8 @@ def iter_predict_stack(
         blocks = [tuple(index)]
     else:
         blocks = list(np.ndindex(*lead)) if lead else [()]
-    labels = None
-    prob = None
+    labels: np.ndarray | None = None
+    prob: np.ndarray | None = None
     offset = 0
     device = segmenter.device_name
     for n, block in enumerate(blocks):
@@ -360,6 +363,7 @@ def iter_predict_stack(
                 prob = np.zeros(lead + result.probabilities.shape, np.float32)
             prob[block] = result.probabilities
         device = result.device
+    assert labels is not None  # there is at least one block
     return Prediction(labels, prob, device)
 
 

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..data.normalize import ImageSource
-from ..network.unet import UNet
+from ..data.normalize import BlockSource
+from ..network.unet import Network
 from .instances import BOUNDARY, INTERIOR, seeded_watershed
 from .tiling import TileProgress, _round_up, default_tile_size, predict_tiled, resolve_halo
 
@@ -29,7 +29,7 @@ DEFAULT_MARGIN = {2: 64, 3: 32}
 
 
 def default_block_size(
-    model: UNet, shape: tuple[int, ...], halo: int | str = "auto"
+    model: Network, shape: tuple[int, ...], halo: int | str = "auto"
 ) -> tuple[int, ...]:
     """Block shape for an image of ``shape``: the core of the default network tile, so each
     block is one forward pass, and the whole image is one block when it fits one pass."""
@@ -38,7 +38,7 @@ def default_block_size(
 
 
 def block_layout(
-    model: UNet,
+    model: Network,
     shape: tuple[int, ...],
     block_size: int | tuple[int, ...] | None = None,
     margin: int | None = None,
@@ -59,8 +59,8 @@ def block_layout(
 
 
 def iter_instances_in_blocks(
-    model: UNet,
-    source: ImageSource,
+    model: Network,
+    source: BlockSource,
     out: np.ndarray,
     *,
     foreground_threshold: float = 0.5,
@@ -120,8 +120,8 @@ def iter_instances_in_blocks(
 
 
 def _predict_band(
-    model: UNet,
-    source: ImageSource,
+    model: Network,
+    source: BlockSource,
     band: int,
     blocks: tuple[int, ...],
     foreground_threshold: float,

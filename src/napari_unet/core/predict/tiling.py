@@ -16,15 +16,15 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
-from ..data.normalize import ImageSource
+from ..data.normalize import BlockSource
 from ..errors import UserInputError
 from ..network.devices import autocast, memory_format, reuse_cpu_memory
-from ..network.unet import UNet, activation, padding_mode, receptive_radius
+from ..network.unet import Network, UNet, activation, padding_mode, receptive_radius
 
 
 @dataclass(frozen=True)
@@ -232,8 +232,8 @@ def probabilities_to_labels(prob: np.ndarray, threshold: float = 0.5) -> np.ndar
 
 
 def predict_tiled(
-    model: UNet,
-    source: ImageSource,
+    model: Network,
+    source: BlockSource,
     out: np.ndarray,
     *,
     tile_size: int | tuple[int, ...] | None = None,
@@ -399,7 +399,7 @@ def _plan_windows(
 
 
 def _forward(
-    model: UNet,
+    model: Network,
     x: torch.Tensor,
     plan: _WindowPlan,
     device: torch.device,
@@ -410,8 +410,9 @@ def _forward(
     reuse = reuse_cpu_memory if device.type == "cpu" else nullcontext
     with reuse(), autocast(device, precision):
         if plan.margin:
-            logits = model.forward_valid(x)
-            logits = logits[(..., *(slice(0, w) for w in plan.window))]
+            logits = cast(UNet, model).forward_valid(x)  # only our U-Net has a margin
+            crop: tuple[Any, ...] = (..., *(slice(0, w) for w in plan.window))
+            logits = logits[crop]
         else:
             logits = model(x)
         prob = finish(logits.float()).cpu().numpy()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..network.unet import UNet
+from ..network.unet import Network
 
 
 class TestTimeAugmented(nn.Module):
@@ -20,14 +20,14 @@ class TestTimeAugmented(nn.Module):
 
     __test__ = False  # not a pytest test class, despite its name
 
-    def __init__(self, net: UNet):
+    def __init__(self, net: Network):
         super().__init__()
         self.net = net
         self.config = net.config
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         single = self.config.out_channels == 1
-        total = None
+        total = torch.zeros(())
         plane = (x.ndim - 2, x.ndim - 1)
         for turns in range(4):
             for flip in (False, True):
@@ -39,7 +39,7 @@ class TestTimeAugmented(nn.Module):
                 if flip:
                     prob = torch.flip(prob, (x.ndim - 1,))
                 prob = torch.rot90(prob, -turns, plane)
-                total = prob if total is None else total + prob
+                total = total + prob
         mean = total / 8
         if single:
             return torch.logit(mean.clamp(1e-7, 1 - 1e-7))

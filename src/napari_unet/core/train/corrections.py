@@ -68,7 +68,7 @@ def correction_targets(
     accepted = np.where(np.isin(objects, deleted), 0, prediction)
 
     if instances:
-        targets = instance_targets(accepted, int(task.get("boundary_width", 2)))
+        targets = instance_targets(accepted, int((task or {}).get("boundary_width", 2)))
         stroke_classes = np.full(strokes.shape, INTERIOR, np.int16)
     else:
         targets = labels_to_targets(accepted, num_classes, "dense", name=f"prediction for {name}")

@@ -7,6 +7,7 @@ and metrics skip them, which is what lets a few scribbled strokes train a model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -15,6 +16,8 @@ from ..errors import UserInputError
 from ..network.unet import UNetConfig
 from .losses import IGNORE
 from .targets import check_labels, labels_to_targets
+
+PadMode = Literal["reflect", "symmetric"]
 
 
 @dataclass
@@ -277,7 +280,7 @@ def _mirror(pair: TrainingPair, margin: int) -> TrainingPair:
     the image border; the mirrored pixels carry no labels."""
     shape = pair.spatial_shape
     pads = [(margin, margin)] * len(shape)
-    mode = "reflect" if all(margin < s for s in shape) else "symmetric"
+    mode: PadMode = "reflect" if all(margin < s for s in shape) else "symmetric"
     image = np.pad(pair.image, [(0, 0), *pads], mode=mode)
     targets = np.pad(pair.targets, pads, constant_values=IGNORE)
     return TrainingPair(image, targets, pair.name)
@@ -338,7 +341,7 @@ class PatchSampler:
         pads = [(0, max(0, p - s)) for p, s in zip(self.patch_size, shape, strict=True)]
         if not any(after for _, after in pads):
             return pair
-        mode = (
+        mode: PadMode = (
             "reflect"
             if all(after < s for (_, after), s in zip(pads, shape, strict=True))
             else "symmetric"

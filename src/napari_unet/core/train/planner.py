@@ -338,7 +338,7 @@ def step_timer(
             max_minutes=None,
         )
         trainer = Trainer(list(pairs), net, config, val_pairs=[], task=task)
-        run = trainer.train()
+        run = trainer.train()  # a generator: closed below
         try:
             next(run)  # warm-up
             started = time.perf_counter()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -114,7 +114,7 @@ class Trainer:
         self._build_sampler(pairs)
         if not isinstance(model, ModelFile):
             check_classes_present(self.train_pairs, self.class_names)
-        elif resume:
+        elif resume and model.training_state is not None:  # checked in _adopt_model_file
             self.state = restore_training_state(model.training_state, self.model, self.optimizer)
             self.best_weights = {
                 k: v.float() if v.is_floating_point() else v for k, v in model.weights.items()
@@ -165,7 +165,8 @@ class Trainer:
         if isinstance(model, ModelFile):
             self.model.load_state_dict(model.build().state_dict())
         self.layout = memory_format(self.device, self.net_config.spatial_dims)
-        self.model.to(self.device, memory_format=self.layout)
+        # torch's stubs omit Module.to(memory_format=...), which it takes
+        self.model.to(self.device, memory_format=self.layout)  # type: ignore[call-overload]
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=self.config.learning_rate,
@@ -255,7 +256,7 @@ class Trainer:
                 if isinstance(value, torch.Tensor) and key != "step":
                     state[key] = value.to(device)
 
-    def train(self) -> Iterator[TrainProgress]:
+    def train(self) -> Generator[TrainProgress, None, None]:
         """Run training, yielding after every step; ``close()`` or ``break`` stops it cleanly."""
         cfg = self.config
         self._move_to(self.device)

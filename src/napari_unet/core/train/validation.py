@@ -79,7 +79,7 @@ def validate(
             model, PreparedSource(pair.image), prob, device=device, precision=precision, halo=halo
         ):
             pass
-        if objects is not None:
+        if objects is not None and pair.instances is not None:  # score_name checked it
             objects.add(instances_from_probabilities(prob), pair.instances)
         labelled = int((pair.targets != IGNORE).sum())
         if labelled == 0:
