@@ -114,3 +114,23 @@ def test_no_import_cycles():
     for module in sorted(edges):
         if module not in state and (cycle := visit(module)):
             raise AssertionError("import cycle: " + " -> ".join(cycle))
+
+
+def test_modules_and_functions_fit_the_house_rules():
+    """No module over 500 lines unless its docstring says why ("Over 500 lines: ..."), no
+    function over 80 lines (docs/architecture.md, "Rules of the house")."""
+    package = CORE.parent
+    too_long = []
+    for path in sorted(package.rglob("*.py")):
+        text = path.read_text()
+        tree = ast.parse(text)
+        where = path.relative_to(package)
+        lines = text.count("\n")
+        if lines > 500 and "Over 500 lines:" not in (ast.get_docstring(tree) or ""):
+            too_long.append(f"{where}: {lines} lines")
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > 80:
+                    too_long.append(f"{where}:{node.lineno} {node.name}: {length} lines")
+    assert not too_long, "over the house's limits: " + "; ".join(too_long)

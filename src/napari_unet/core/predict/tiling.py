@@ -285,7 +285,6 @@ def predict_tiled(
         out[...] = 0
     tapers: dict[tuple[tuple[int, int], ...], np.ndarray] = {}
     tiles, batch_size = plan.tiles, plan.batch_size
-
     model.eval()
     layout = memory_format(device, len(shape))
     model.to(device, memory_format=layout)
