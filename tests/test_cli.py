@@ -246,7 +246,8 @@ def test_predict_segments_a_stack_slice_by_slice_with_a_2d_model(dataset, tmp_pa
     names = ["train/images/img0.tif", "train/images/img1.tif", "val/images/img3.tif"]
     slices = [tifffile.imread(dataset / name) for name in names]
     tifffile.imwrite(tmp_path / "stack.tif", np.stack(slices))  # (Z, Y, X), Z = 3
-    argv = ["predict", "--model", "nuclei", "--output", "instances"]  # the bundled model
+    # One grid for both runs (auto would choose one factor for the stack, one per file)
+    argv = ["predict", "--model", "nuclei", "--output", "instances", "--object-size", "x1.5"]
     assert main([*argv, "--out", str(tmp_path / "stack_out"), str(tmp_path / "stack.tif")]) == 0
     assert main([*argv, "--out", str(tmp_path / "one"), *(str(dataset / n) for n in names)]) == 0
     stack = tifffile.imread(tmp_path / "stack_out" / "stack_labels.tif")

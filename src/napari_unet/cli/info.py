@@ -61,6 +61,13 @@ def describe_model(spec: str) -> str:
             if m.is_instance_model
             else "semantic (class per pixel)"
         ),
+        "trained scale:  "
+        + (
+            m.scale.describe()
+            + " (predict rescales images whose structures lie outside that range: --object-size)"
+            if m.scale
+            else "not recorded (images are predicted on their own grid)"
+        ),
     ]
     for i, run in enumerate(m.history.get("runs", []), 1):
         cfg = run.get("config", {})

@@ -59,7 +59,20 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
         help="foreground probability threshold (binary models)",
     )
     p.add_argument(
-        "--min-size", type=int, default=0, help="smallest object kept in instance output, in pixels"
+        "--object-size",
+        default="auto",
+        metavar="auto|native|PX|xF",
+        help="auto (default): estimate the size of the structures in each image and rescale it "
+        "to the size the model was trained at; native: no rescaling; a size in pixels (object "
+        "diameter, or width of thin structures such as vessels); or a factor such as x0.5. "
+        "The size found and the factor used are printed for each image",
+    )
+    p.add_argument(
+        "--min-size",
+        type=int,
+        default=None,
+        help="smallest object kept in instance output, in pixels of the model's grid (default: "
+        "a tenth of the area of the model's median object, or 0 when the model does not know it)",
     )
     p.add_argument(
         "--seed-threshold",
@@ -224,6 +237,8 @@ def _inputs_to_segment(inputs: list[str]) -> list[Path]:
 
 
 def _predict_options(args: argparse.Namespace, output: str, jobs) -> dict:
+    from ..core.predict.scale import parse_object_size
+
     return {
         "output": output,
         "keep_probabilities": any(j.probabilities is not None for j in jobs),
@@ -231,6 +246,7 @@ def _predict_options(args: argparse.Namespace, output: str, jobs) -> dict:
         "tile_size": args.tile_size,
         "batch_size": args.batch_size,
         "min_size": args.min_size,
+        "object_size": parse_object_size(args.object_size),
         "seed_threshold": args.seed_threshold,
         "test_time_augmentation": args.tta,
     }

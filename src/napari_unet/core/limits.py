@@ -70,6 +70,7 @@ LIMITS: dict[str, Limit] = {
     "threshold": Limit(0, 1),
     "seed_threshold": Limit(0, 1),
     "min_size": Limit(0, 2**40, integer=True),
+    "object_size": Limit(0.5, 100000),  # pixels: an object diameter or a structure width
     "tile_size": Limit(1, 65536, integer=True),
     "predict_batch_size": Limit(1, 4096, integer=True),
     "block_size": Limit(1, 65536, integer=True),

@@ -23,6 +23,7 @@ import torch
 from ... import __version__
 from ..data.io import atomic_write
 from ..data.normalize import Preprocessing
+from ..data.object_size import ObjectScale
 from ..errors import ModelFileError, UserInputError
 from ..network.unet import UNet, UNetConfig
 
@@ -48,6 +49,8 @@ class ModelFile:
         "boundary_width": w} (background / interior / boundary, split into objects by a
         seeded watershed; see :mod:`.instances`).
     training_state : what resuming needs (last weights, optimizer state, counters), or None.
+    scale : the size of the structures it was trained on (:class:`ObjectScale`), which
+        prediction rescales a user's image to; None when unknown (files before 2026-12).
     """
 
     config: UNetConfig
@@ -58,6 +61,7 @@ class ModelFile:
     description: str = ""
     training_state: dict[str, Any] | None = None
     task: dict[str, Any] = field(default_factory=lambda: {"kind": "semantic"})
+    scale: ObjectScale | None = None
 
     @property
     def is_instance_model(self) -> bool:
@@ -161,6 +165,7 @@ def _to_payload(model: ModelFile, half: bool) -> dict[str, Any]:
         "history": model.history,
         "description": model.description,
         "task": dict(model.task),
+        "scale": model.scale.to_dict() if model.scale else None,
         "weights": weights,
         "training_state": model.training_state,
     }
@@ -329,6 +334,7 @@ def load_model_file(spec: str | os.PathLike) -> ModelFile:
             description=str(data.get("description") or ""),
             training_state=data.get("training_state"),
             task=task,
+            scale=_read_scale(data.get("scale")),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         what = f"no {err.args[0]!r} entry" if isinstance(err, KeyError) else _first_line(err)
@@ -337,6 +343,15 @@ def load_model_file(spec: str | os.PathLike) -> ModelFile:
         ) from err
     _refuse_non_finite(model.weights, path)
     return model
+
+
+def _read_scale(data: Any) -> ObjectScale | None:
+    """The stored scale, checked (kind, positive finite sizes); None when absent."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ValueError(f"scale is {type(data).__name__}, not a mapping")
+    return ObjectScale.from_dict(data)
 
 
 def import_state_dict(

@@ -165,7 +165,8 @@ def predict_file(
     else:
         what = f"{(result.labels > 0).mean():.1%} foreground"
     where = f"{name}/labels/{job.label_name}" if job.into_input else job.labels.name
-    return f"{name}: {what} -> {where}"
+    scale = f" ({result.scale.describe()})" if result.scale is not None else ""
+    return f"{name}: {what} -> {where}{scale}"
 
 
 def write_results(job: FileJob, result: Prediction, ome, spatial_dims: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,8 @@ import torch
 from .. import limits
 from ..data.arrays import moveaxis
 from ..data.normalize import BlockSource, ImageSource, check_image_array
+from ..data.object_size import ObjectScale
+from ..data.rescale import RescaledSource, to_original_grid
 from ..errors import UserInputError
 from ..interop.bioimageio_import import PackageModel
 from ..interop.open import load_any_model
@@ -21,11 +24,13 @@ from ..network.fold import fold_batchnorm
 from ..network.unet import Network
 from .instances import instances_from_probabilities
 from .packages import package_tiling
+from .scale import ScaleChoice, choose_scale, found_size, refined
 from .stitching import iter_instances_in_blocks
 from .tiling import TileProgress, predict_tiled, probabilities_to_labels
 from .tta import TestTimeAugmented
 
 OUTPUTS = ("semantic", "instances", "probabilities")
+MIN_SIZE_FRACTION = 0.1  # of a median object's area: smaller pieces are fragments
 
 
 @dataclass
@@ -35,6 +40,7 @@ class Prediction:
     labels: np.ndarray
     probabilities: np.ndarray | None
     device: str
+    scale: ScaleChoice | None = None  # the grid it was predicted on, and why
 
 
 def instances_from_foreground(foreground: np.ndarray, min_size: int = 0) -> np.ndarray:
@@ -114,9 +120,11 @@ class Segmenter:
         tile_size: int | tuple[int, ...] | None = None,
         halo: int | str = "auto",
         batch_size: int = 4,
-        min_size: int = 0,
+        min_size: int | None = None,
         seed_threshold: float = 0.5,
         test_time_augmentation: bool = False,
+        object_size: str | float | tuple[str, float] = "auto",
+        pixel_size: tuple[float, ...] | None = None,
     ) -> Generator[TileProgress, None, Prediction]:
         """Like :meth:`predict`, but a generator yielding tile progress; returns the result."""
         _check_request(output, threshold, seed_threshold, min_size, batch_size, tile_size)
@@ -128,21 +136,45 @@ class Segmenter:
             "precision": self.precision,
         }
         source = self._source(image, channel_axis, tiling)
+        scale = self.scale
+        choice = choose_scale(scale, source, object_size, pixel_size=pixel_size)
+        if min_size is None:  # a fraction of the model's object size: no fragments at any scale
+            min_size = default_min_size(scale, len(source.shape))
         net = TestTimeAugmented(self.net) if test_time_augmentation else self.net
         cut = {"threshold": threshold, "seed_threshold": seed_threshold, "min_size": min_size}
-        labels, prob = yield from self._run(net, source, output, keep_probabilities, cut, tiling)
+        # Semantic labels on a rescaled grid come back from its probabilities (smooth edges).
+        keep = keep_probabilities or (not choice.native and output != "instances")
+        grid = source if choice.native else RescaledSource(source, choice.factors)
+        labels, prob = yield from self._run(net, grid, output, keep, cut, tiling)
+        measured = found_size(labels, scale, output == "instances") if scale else None
+        better = refined(choice, measured[0], scale) if scale and measured else None
+        if better is not None:  # the estimate was off: once more, at the corrected factor
+            choice = better
+            keep = keep_probabilities or (not choice.native and output != "instances")
+            grid = source if choice.native else RescaledSource(source, choice.factors)
+            labels, prob = yield from self._run(net, grid, output, keep, cut, tiling)
+        labels, prob = _to_image_grid(labels, prob, source.shape, output, threshold)
+        if not keep_probabilities and output != "probabilities":
+            prob = None
         original = getattr(source, "original_shape", source.shape)  # packages pad small images
         if original != source.shape:
             crop = tuple(slice(0, n) for n in original)
             labels = labels[crop]
             prob = None if prob is None else prob[(slice(None), *crop)]
         if output == "instances" and not self.model_file.is_instance_model:
-            labels = instances_from_foreground(labels > 0, min_size)
+            on_image = round(min_size / math.prod(choice.factors))
+            labels = instances_from_foreground(labels > 0, on_image)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         elif self.device.type == "cpu":
             release_cpu_memory()
-        return Prediction(labels, prob, self.device_name)
+        return Prediction(labels, prob, self.device_name, choice)
+
+    @property
+    def scale(self) -> ObjectScale | None:
+        """The size of the structures the model was trained on (None: unknown, as for
+        bioimage.io packages from elsewhere)."""
+        return getattr(self.model_file, "scale", None)
 
     def _source(
         self, image: np.ndarray, channel_axis: int | None, tiling: dict[str, Any]
@@ -336,6 +368,7 @@ def iter_predict_stack(
         blocks = list(np.ndindex(*lead)) if lead else [()]
     labels: np.ndarray | None = None
     prob: np.ndarray | None = None
+    scale: ScaleChoice | None = None
     offset = 0
     device = segmenter.device_name
     for n, block in enumerate(blocks):
@@ -349,6 +382,10 @@ def iter_predict_stack(
                 result: Prediction = done.value
                 break
             yield StackProgress(n, len(blocks), tile)
+        if scale is None and result.scale is not None:
+            # The first slice's grid for all: one stack, one scale.
+            scale = result.scale
+            options = {**options, "object_size": ("factor", scale.factor)}
         if labels is None:
             labels = np.zeros(lead + spatial, result.labels.dtype)
         block_labels = result.labels
@@ -364,14 +401,14 @@ def iter_predict_stack(
             prob[block] = result.probabilities
         device = result.device
     assert labels is not None  # there is at least one block
-    return Prediction(labels, prob, device)
+    return Prediction(labels, prob, device, scale)
 
 
 def _check_request(
     output: str,
     threshold: float,
     seed_threshold: float,
-    min_size: int,
+    min_size: int | None,
     batch_size: int,
     tile_size: int | tuple[int, ...] | None,
 ) -> None:
@@ -380,7 +417,36 @@ def _check_request(
         raise UserInputError(f"output must be one of {OUTPUTS}, got {output!r}")
     tiles = tile_size if isinstance(tile_size, tuple) else (tile_size,)
     for name, value in (
-        ("threshold", threshold), ("seed_threshold", seed_threshold), ("min_size", min_size),
+        ("threshold", threshold), ("seed_threshold", seed_threshold),
+        *((("min_size", min_size),) if min_size is not None else ()),
         ("predict_batch_size", batch_size), *(("tile_size", t) for t in tiles),
     ):  # fmt: skip
         limits.check(name, value, name.removeprefix("predict_").replace("_", " "))
+
+
+def default_min_size(scale: ObjectScale | None, dims: int) -> int:
+    """The smallest object kept, on the model's grid: a tenth of the area (volume) of an
+    object of the model's median diameter; 0 when the model does not know its object size."""
+    if scale is None or scale.kind != "objects":
+        return 0
+    radius = scale.size / 2
+    whole = math.pi * radius**2 if dims == 2 else 4 / 3 * math.pi * radius**3
+    return max(1, round(MIN_SIZE_FRACTION * whole))
+
+
+def _to_image_grid(
+    labels: np.ndarray,
+    prob: np.ndarray | None,
+    shape: tuple[int, ...],
+    output: str,
+    threshold: float,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Results on a rescaled grid mapped to the image's grid ``shape``: probabilities by
+    linear interpolation, semantic labels from them, object labels by nearest neighbour."""
+    if tuple(labels.shape) == tuple(shape):
+        return labels, prob
+    if prob is not None:
+        prob = to_original_grid(prob, shape, labels=False, leading=1)
+    if output == "instances" or prob is None:
+        return to_original_grid(labels, shape, labels=True), prob
+    return probabilities_to_labels(prob, threshold).astype(labels.dtype, copy=False), prob

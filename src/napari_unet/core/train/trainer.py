@@ -18,12 +18,13 @@ import time
 from collections.abc import Generator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from ..data.normalize import Preprocessing
+from ..data.object_size import ObjectScale
 from ..errors import TrainingDiverged, UserInputError
 from ..models.model_file import ModelFile, default_class_names, non_finite_entries
 from ..network.devices import autocast, describe_device, memory_format, resolve_device
@@ -42,6 +43,7 @@ from .ddp import SINGLE, World, agree
 from .defaults import training_defaults
 from .losses import log_probabilities, segmentation_loss
 from .saving import history_with_run, restore_training_state, state_copy, training_state
+from .scale import measure_training_scale
 from .validation import (
     KEPT_START,
     TrainingRecord,
@@ -90,6 +92,7 @@ class Trainer:
         plan: dict[str, Any] | None = None,
     ):
         self.state = TrainingRecord()
+        self._scale: ObjectScale | Literal[False] | None = None  # False: nothing to measure
         self.plan = plan
         self.world = world
         self._ddp: torch.nn.Module | None = None
@@ -131,6 +134,7 @@ class Trainer:
         self.base_history = dict(model.history)
         self.description = model.description
         self.task = dict(model.task)
+        self.base_scale = model.scale
         if resume:
             if not model.training_state:
                 raise UserInputError("this model file holds no training state to resume from")
@@ -156,6 +160,7 @@ class Trainer:
         self.class_names = class_names or default_class_names(net_config.out_channels)
         self.base_history = {}
         self.description = ""
+        self.base_scale = None
 
     def _build_network(self, model: UNetConfig | ModelFile) -> None:
         """The network (seeded, with the file's weights when there is one), its optimiser."""
@@ -466,6 +471,9 @@ class Trainer:
             **({"plan": self.plan} if self.plan else {}),
         }
         history = history_with_run(self.base_history, run, self.state, resumed=self.resumed)
+        if self._scale is None:  # measured once: the data do not change during a run
+            measured = measure_training_scale(self.train_pairs + self.val_pairs, self.task)
+            self._scale = measured or self.base_scale or False
         state = None
         if include_training_state:
             state = training_state(self.model, self.optimizer, self.state, self.config)
@@ -478,4 +486,5 @@ class Trainer:
             training_state=state,
             task=dict(self.task),
             description=self.description,
+            scale=self._scale or None,
         )

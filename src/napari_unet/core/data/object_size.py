@@ -1,0 +1,245 @@
+"""How large the structures in labels and images are, in pixels: the scale a model was trained
+at, and the scale of a user's image.
+
+- From labels (:func:`measure_labels`): objects by their median *equivalent diameter* (the
+  diameter of the disc, or ball, of the same area, or volume); thin structures such as vessels
+  by their median *width* (twice the distance to the background at the centre line).
+- From an image alone (:func:`blob_diameter`): the dominant blob size by scale-normalised
+  Laplacian of Gaussian, as in Lindeberg's scale selection: first the scale where the response
+  spectrum peaks on a small view, then a per-blob choice around it. It is biased by contrast
+  and texture in ways that differ per modality, so it is calibrated against a model's own
+  training images (:attr:`ObjectScale.calibration`): what is compared is always the same
+  estimator on the training images and on the user's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..errors import UserInputError
+
+SIZE_KINDS = ("objects", "widths")
+#: The estimator looks at views of at most this many pixels per axis (centre crops): its cost
+#: is bounded whatever the image size.
+VIEW_EDGE = {2: 512, 3: 96}
+_STEPS_PER_OCTAVE = 4
+
+
+@dataclass(frozen=True)
+class ObjectScale:
+    """The scale of the structures a model was trained on; stored in model files.
+
+    Attributes
+    ----------
+    kind : "objects" (size = median equivalent diameter) or "widths" (size = median width of
+        thin structures such as vessels).
+    size : the median, in pixels of the training images.
+    low, high : the 25th and 75th percentiles (the spread).
+    count : objects (or centre-line pixels) measured.
+    calibration : median over the training images of (size from labels / size from
+        :func:`blob_diameter` of the image): multiplies the image estimator's answer on a
+        user's image; None when it was not measured.
+    pixel_size : the training images' pixel size per spatial axis, when their files said.
+    unit : the unit of ``pixel_size`` ("micrometer", ...).
+    """
+
+    kind: str
+    size: float
+    low: float
+    high: float
+    count: int
+    calibration: float | None = None
+    pixel_size: tuple[float, ...] | None = None
+    unit: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in SIZE_KINDS:
+            raise UserInputError(f"scale kind must be one of {SIZE_KINDS}, got {self.kind!r}")
+        for name in ("size", "low", "high"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise UserInputError(f"scale {name} must be a positive number, got {value!r}")
+
+    @property
+    def noun(self) -> str:
+        return "object diameter" if self.kind == "objects" else "structure width"
+
+    def describe(self) -> str:
+        """One line for `napari-unet info` and the widget."""
+        text = (
+            f"median {self.noun} {self.size:.1f} px (middle half {self.low:.1f}-{self.high:.1f}"
+            f" px, {self.count} {'objects' if self.kind == 'objects' else 'centre-line px'})"
+        )
+        if self.pixel_size:
+            sizes = " x ".join(f"{s:g}" for s in self.pixel_size)
+            text += f"; pixel size {sizes} {self.unit or ''}".rstrip()
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["pixel_size"] = list(self.pixel_size) if self.pixel_size else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ObjectScale:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if values.get("pixel_size") is not None:
+            values["pixel_size"] = tuple(float(s) for s in values["pixel_size"])
+        return cls(**values)
+
+
+def equivalent_diameters(labels: np.ndarray) -> np.ndarray:
+    """The equivalent diameter of each object of an instance label image (2D: disc of the
+    same area; 3D: ball of the same volume), in pixels."""
+    labels = np.asarray(labels)
+    if labels.size == 0 or labels.max() <= 0:
+        return np.zeros(0)
+    counts = np.bincount(labels[labels > 0].ravel().astype(np.int64))[1:]
+    counts = counts[counts > 0].astype(np.float64)
+    if labels.ndim == 3:
+        return np.cbrt(6 * counts / np.pi)
+    return np.sqrt(4 * counts / np.pi)
+
+
+def structure_widths(mask: np.ndarray) -> np.ndarray:
+    """The local width of thin structures along their centre lines, in pixels: from the
+    distance to the background at each skeleton pixel (a 1-pixel line is 1 wide)."""
+    from skimage.morphology import skeletonize
+
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return np.zeros(0)
+    centre = skeletonize(mask)
+    # At a centre pixel the distance to the background is half the width plus half a pixel.
+    return 2 * ndi.distance_transform_edt(mask)[centre] - 1
+
+
+def thin_structures(mask: np.ndarray) -> bool:
+    """Whether a semantic foreground is made of thin, long structures (vessels, membranes,
+    filaments) rather than compact objects: their width is well under the size of the pieces
+    most of the foreground belongs to (an area-weighted median, so that a vessel tree counts
+    for more than the specks around it)."""
+    widths = structure_widths(mask)
+    if widths.size == 0:
+        return False
+    pieces, _ = ndi.label(mask)
+    areas = np.bincount(pieces.ravel())[1:]
+    areas = areas[areas > 0].astype(np.float64)
+    diameters = np.sqrt(4 * areas / np.pi) if mask.ndim == 2 else np.cbrt(6 * areas / np.pi)
+    order = np.argsort(diameters)
+    weighted = diameters[order][np.searchsorted(np.cumsum(areas[order]), areas.sum() / 2)]
+    return float(np.median(widths)) < 0.25 * float(weighted)
+
+
+def measure_labels(
+    label_images: list[np.ndarray],
+    kind: str,
+    images: list[np.ndarray] | None = None,
+) -> ObjectScale | None:
+    """The scale of ``label_images`` (instance labels for "objects", a foreground mask for
+    "widths"); with ``images`` (the normalised model inputs, channels first), also the
+    estimator's calibration. None when the labels hold nothing to measure."""
+    sizes, ratios = [], []
+    for i, labels in enumerate(label_images):
+        if kind == "objects":
+            found = equivalent_diameters(labels)
+        else:
+            found = structure_widths(np.asarray(labels) > 0)
+        if found.size == 0:
+            continue
+        sizes.append(found)
+        if images is not None and kind == "objects" and found.size >= 3:
+            estimate = blob_diameter(images[i])
+            if estimate:
+                ratios.append(float(np.median(found)) / estimate)
+    if not sizes:
+        return None
+    pooled = np.concatenate(sizes)
+    low, median, high = np.percentile(pooled, [25, 50, 75])
+    return ObjectScale(
+        kind=kind,
+        size=round(float(median), 3),
+        low=round(float(low), 3),
+        high=round(float(high), 3),
+        count=int(pooled.size),
+        calibration=round(float(np.median(ratios)), 4) if ratios else None,
+    )
+
+
+def blob_diameter(image: np.ndarray) -> float | None:
+    """The dominant blob size of a normalised image (channels first: (C, *spatial)), in the
+    estimator's own units (about the diameter in pixels for bright discs on a dark ground;
+    calibrate with :attr:`ObjectScale.calibration`). None for an image with no blobs."""
+    view = _grey_view(image)
+    if min(view.shape) < 8 or not np.isfinite(view).all() or view.max() <= view.min():
+        return None
+    sigma = _spectrum_peak(view)
+    if sigma is None:
+        return None
+    sigma = _per_blob_scale(view, sigma)
+    return None if sigma is None else 2 * math.sqrt(view.ndim) * sigma
+
+
+def _grey_view(image: np.ndarray) -> np.ndarray:
+    """The mean of the channels, over a centre crop of at most :data:`VIEW_EDGE` per axis,
+    scaled to 0-1 (1st-99.8th percentile) with bright blobs on a dark ground."""
+    image = np.asarray(image, np.float32)
+    dims = image.ndim - 1
+    edge = VIEW_EDGE.get(dims, 96)
+    crop = tuple(
+        slice(max(0, (n - edge) // 2), max(0, (n - edge) // 2) + edge) for n in image.shape[1:]
+    )
+    view = image[(slice(None), *crop)].mean(axis=0)
+    low, high = np.percentile(view, [1, 99.8])
+    view = (view - low) / max(float(high - low), 1e-6)
+    if np.median(view) > 0.5:  # a bright ground (brightfield, H&E): dark blobs
+        view = 1 - view
+    return view
+
+
+def _spectrum_peak(view: np.ndarray) -> float | None:
+    """The scale (Gaussian sigma, pixels) where the 99th percentile of the scale-normalised
+    LoG response peaks, searched over octaves of a pyramid (cheap at every scale)."""
+    found: list[tuple[float, float]] = []
+    base = 1.6 * 2 ** (np.arange(_STEPS_PER_OCTAVE) / _STEPS_PER_OCTAVE)
+    level, octave = view, 0
+    while min(level.shape) >= 16:
+        for s in base:
+            response = -(s**2) * ndi.gaussian_laplace(level, s)
+            found.append((float(s * 2**octave), float(np.percentile(response, 99))))
+        level = ndi.zoom(ndi.gaussian_filter(level, 1.0), 0.5, order=1)
+        octave += 1
+    if not found:
+        return None
+    sigma, strength = max(found, key=lambda item: item[1])
+    return sigma if strength > 0 else None
+
+
+def _per_blob_scale(view: np.ndarray, sigma: float) -> float | None:
+    """Refine ``sigma``: at a resolution where it is about 4 pixels, each blob centre (a
+    local maximum of the best response over scales around ``sigma``) votes for its own
+    scale, weighted by its response; the weighted median wins."""
+    zoom = min(1.0, 4.0 / sigma)
+    level = view
+    if zoom < 1:
+        level = ndi.zoom(ndi.gaussian_filter(view, (1 / zoom - 1) / 2), zoom, order=1)
+    sigmas = sigma * zoom * 2 ** (np.arange(-6, 7) / 4)
+    sigmas = sigmas[sigmas >= 0.8]
+    if sigmas.size == 0:
+        return None
+    responses = np.stack([-(s**2) * ndi.gaussian_laplace(level, s) for s in sigmas])
+    best, choice = responses.max(axis=0), responses.argmax(axis=0)
+    if best.max() <= 0:
+        return None
+    centres = (best == ndi.maximum_filter(best, size=3)) & (best > 0.3 * best.max())
+    scales, weights = sigmas[choice[centres]], best[centres]
+    order = np.argsort(scales)
+    cumulative = np.cumsum(weights[order])
+    median = scales[order][np.searchsorted(cumulative, cumulative[-1] / 2)]
+    return float(median) / zoom

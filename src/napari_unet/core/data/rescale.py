@@ -1,0 +1,133 @@
+"""Images read on another pixel grid, lazily, and results mapped back to the original grid.
+
+A model sees the user's image rescaled so that its structures have the size it was trained
+on. :class:`RescaledSource` reads blocks of the rescaled image straight from the original (so
+the tiler, block-wise instances and Dask blocks work on the rescaled grid without it ever being
+held whole), and every block equals the same region of the whole rescaled image: the tiler
+stays exact. The grid: pixel centres aligned, ``rescaled = round(n * factor)`` pixels per axis,
+linear interpolation, and before shrinking a Gaussian anti-aliasing filter of sigma
+``(1 / factor - 1) / 2`` (scikit-image's choice), with the edge pixel repeated beyond the image
+border. :func:`to_original_grid` maps probabilities (linear) and labels (nearest) back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .normalize import BlockSource
+
+_TRUNCATE = 4.0  # scipy's default Gaussian truncation, in sigmas
+
+
+def rescaled_shape(shape: Sequence[int], factors: Sequence[float]) -> tuple[int, ...]:
+    """The shape of an image of ``shape`` rescaled by ``factors`` (per axis)."""
+    return tuple(max(1, round(n * f)) for n, f in zip(shape, factors, strict=True))
+
+
+def _axis_coordinates(positions: np.ndarray, n_from: int, n_to: int) -> np.ndarray:
+    """Coordinates in a grid of ``n_from`` pixels of ``positions`` on a grid of ``n_to``
+    pixels spanning the same extent (pixel centres aligned), clipped to the grid."""
+    ratio = n_from / n_to
+    return np.clip((positions + 0.5) * ratio - 0.5, 0, n_from - 1)
+
+
+def _interpolate(block: np.ndarray, axis: int, coords: np.ndarray, start: int) -> np.ndarray:
+    """Linear interpolation of ``block`` along ``axis`` at ``coords`` (in the coordinates of
+    the whole axis; the block begins at ``start``)."""
+    low = np.floor(coords).astype(np.int64)
+    weight = (coords - low).astype(np.float32)
+    high = np.minimum(low + 1, start + block.shape[axis] - 1)
+    a = np.take(block, low - start, axis=axis)
+    b = np.take(block, high - start, axis=axis)
+    shape = [1] * block.ndim
+    shape[axis] = -1
+    weight = weight.reshape(shape)
+    return a * (1 - weight) + b * weight
+
+
+def _positions(index: slice | np.ndarray, n: int) -> np.ndarray:
+    if isinstance(index, slice):
+        return np.arange(*index.indices(n))
+    return np.asarray(index, np.int64)
+
+
+class RescaledSource:
+    """``source`` (a :class:`~napari_unet.core.data.normalize.BlockSource`) read on a grid
+    rescaled by ``factors`` (one per spatial axis, or one for all)."""
+
+    def __init__(self, source: BlockSource, factors: float | Sequence[float]):
+        self.source = source
+        dims = len(source.shape)
+        self.factors = tuple(factors) if isinstance(factors, Sequence) else (float(factors),) * dims
+        if len(self.factors) != dims or not all(math.isfinite(f) and f > 0 for f in self.factors):
+            raise ValueError(f"rescaling factors must be positive, got {factors!r}")
+        self._shape = rescaled_shape(source.shape, self.factors)
+        # Anti-aliasing before shrinking an axis (none when enlarging it).
+        self.sigmas = tuple(
+            max(0.0, (n / m - 1) / 2) for n, m in zip(source.shape, self._shape, strict=True)
+        )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    def read(self, index: tuple[slice | np.ndarray, ...]) -> np.ndarray:
+        """The rescaled image's block at ``index`` (slices or index arrays per axis)."""
+        original = self.source.shape
+        coords, reads, starts = [], [], []
+        for idx, n, m, sigma in zip(index, original, self._shape, self.sigmas, strict=True):
+            x = _axis_coordinates(_positions(idx, m), n, m)
+            margin = int(_TRUNCATE * sigma + 0.5) + 1 if sigma else 0
+            lo, hi = int(np.floor(x.min())) - margin, int(np.floor(x.max())) + 1 + margin
+            reads.append(np.clip(np.arange(lo, hi + 1), 0, n - 1))  # the edge repeated
+            coords.append(x)
+            starts.append(lo)
+        block = self.source.read(tuple(reads)).astype(np.float32, copy=False)
+        if any(self.sigmas):
+            block = ndi.gaussian_filter(
+                block, (0, *self.sigmas), mode="nearest", truncate=_TRUNCATE
+            )
+        for axis, (x, start) in enumerate(zip(coords, starts, strict=True)):
+            block = _interpolate(block, axis + 1, x, start)
+        return np.ascontiguousarray(block, dtype=np.float32)
+
+
+def to_original_grid(
+    array: np.ndarray, shape: Sequence[int], *, labels: bool, leading: int = 0
+) -> np.ndarray:
+    """``array`` (on a rescaled grid) on the original grid of spatial ``shape``: labels by
+    nearest neighbour (object ids kept), probabilities by linear interpolation. ``leading``
+    axes (channels) are kept as they are."""
+    out = array
+    for axis, n in enumerate(shape):
+        axis_in = leading + axis
+        m = out.shape[axis_in]
+        if m == n:
+            continue
+        y = _axis_coordinates(np.arange(n), m, n)
+        if labels:
+            out = np.take(out, np.rint(y).astype(np.int64), axis=axis_in)
+        else:
+            out = _interpolate(out.astype(np.float32, copy=False), axis_in, y, 0)
+    return np.ascontiguousarray(out)
+
+
+def rescale_image(image: np.ndarray, factors: float | Sequence[float]) -> np.ndarray:
+    """A whole (C, *spatial) float image on the rescaled grid, as :class:`RescaledSource`
+    reads it (for tests and for small images)."""
+
+    class _Whole:
+        shape = tuple(image.shape[1:])
+
+        @staticmethod
+        def read(index: tuple[slice | np.ndarray, ...]) -> np.ndarray:
+            from .normalize import read_block
+
+            return read_block(image, index).astype(np.float32)
+
+    source = RescaledSource(_Whole(), factors)
+    return source.read(tuple(slice(0, n) for n in source.shape))
