@@ -1,6 +1,7 @@
 """The command line end to end on a temporary folder, and one clear line per bad input."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -618,3 +619,25 @@ def test_strokes_correcting_predictions_fine_tune_from_the_command_line(dataset,
     (predictions / "img2_labels.tif").unlink()
     assert main([*args, "--label-mode", "corrections", "--predictions", str(predictions), "--from", str(model), *short, "--overwrite"]) == 2  # fmt: skip
     assert "no prediction for img2.tif" in _error_line(capsys)
+
+
+def test_object_size_on_the_command_line(dataset, model, capsys):
+    """Training stored the disks' size; info shows it; predict says what it found and did,
+    writes labels on the image's grid, and refuses a size it cannot read."""
+    capsys.readouterr()
+    assert main(["info", str(model)]) == 0
+    info = capsys.readouterr().out
+    found = re.search(r"trained scale:  median object diameter ([\d.]+) px", info)
+    assert found and 10 < float(found.group(1)) < 13  # disks of radius 6
+    image = dataset / "val" / "images" / "img3.tif"
+    out = dataset / "scaled"
+    argv = ["predict", "--model", str(model), "--out", str(out), str(image)]
+    assert main([*argv, "--object-size", "x0.5"]) == 0
+    printed = capsys.readouterr().err
+    assert "rescaled x0.5" in printed
+    labels = tifffile.imread(out / "img3_labels.tif")
+    assert labels.shape == tifffile.imread(image).shape
+    assert main([*argv, "--overwrite", "--object-size", "native"]) == 0
+    assert "native grid (as asked)" in capsys.readouterr().err
+    assert main([*argv, "--overwrite", "--object-size", "huge"]) == 2
+    assert "object size must be auto, native" in _error_line(capsys)
