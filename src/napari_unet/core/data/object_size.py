@@ -229,7 +229,7 @@ def _per_blob_scale(view: np.ndarray, sigma: float) -> float | None:
     level = view
     if zoom < 1:
         level = ndi.zoom(ndi.gaussian_filter(view, (1 / zoom - 1) / 2), zoom, order=1)
-    sigmas = sigma * zoom * 2 ** (np.arange(-6, 7) / 4)
+    sigmas = sigma * zoom * 2 ** (np.arange(-3, 4) / 3)  # an octave either side
     sigmas = sigmas[sigmas >= 0.8]
     if sigmas.size == 0:
         return None
