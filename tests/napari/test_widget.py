@@ -436,3 +436,43 @@ def test_a_time_budget_plans_the_network_and_shows_the_plan(dock, qtbot):
 
     train.settings.plan.setChecked(False)  # the fixed settings again, editable
     assert all(box.isEnabled() for box in planned)
+
+
+def test_object_size_row_auto_estimate_and_overrides(dock, qtbot):
+    """The nuclei model on nuclei three times larger than it learnt: auto rescales and says
+    so, the labels cover the image; *estimate* draws a circle of the size found; the other
+    modes give the core what they say."""
+    from tests.core.test_scale import blobs
+
+    from napari_unet.core.predict.scale import MIN_OBJECTS_TO_REFINE
+
+    viewer = dock.viewer
+    image, _ = blobs(60, shape=(480, 480))
+    layer = viewer.add_image(image, name="large nuclei")
+    seg = dock.segment
+    seg.image.select(layer)
+    seg.model.setCurrentText("nuclei")
+    row = seg.object_size
+    assert row.mode.currentText() == "auto" and not row.size.isEnabled()
+    _wait(qtbot, seg, seg.segment())
+    labels = viewer.layers["large nuclei U-Net"].data
+    assert labels.shape == image.shape and labels.max() >= MIN_OBJECTS_TO_REFINE
+    assert "rescaled x" in seg.last_message and "rescaled x" in row.found.text()
+    assert 35 < row.size.value() < 90  # the size found is shown in the box
+
+    worker = seg.estimate_size()
+    qtbot.waitUntil(lambda: row.estimate_button.isEnabled(), timeout=30_000)
+    assert worker is not None
+    circle = viewer.layers["U-Net object size"]
+    (corners,) = circle.data
+    width = corners[:, 1].max() - corners[:, 1].min()
+    assert width == pytest.approx(row.size.value(), rel=0.02)
+
+    row.mode.setCurrentText("diameter (px)")
+    row.size.setValue(12)
+    assert row.size.isEnabled() and row.options(layer, 2) == {"object_size": 12.0}
+    row.mode.setCurrentText("native (no rescaling)")
+    assert row.options(layer, 2) == {"object_size": "native"}
+    layer.scale = (0.3, 0.3)
+    row.mode.setCurrentText("from layer scale")
+    assert row.options(layer, 2) == {"object_size": "auto", "pixel_size": (0.3, 0.3)}

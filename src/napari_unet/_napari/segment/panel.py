@@ -29,6 +29,7 @@ from ...core.interop.open import load_any_model
 from ..common import LayerCombo, device_combo, notify_error, notify_info
 from ..layers import guess_channel_axis, layer_array, shown_block, spatial_transform, write_labels
 from ..session import TRAINED, Session
+from .object_size import ObjectSizeRow
 
 OUTPUTS = {
     "instances (one label per object)": "instances",
@@ -88,7 +89,9 @@ class SegmentPanel(QWidget):
         self.threshold = QDoubleSpinBox(
             self, minimum=0.01, maximum=0.99, singleStep=0.05, value=0.5
         )
-        self.min_size = QSpinBox(self, minimum=0, maximum=10**6, value=10)
+        # 0 shows as "auto": a tenth of the area of the model's median object.
+        self.min_size = QSpinBox(self, minimum=0, maximum=10**6, value=0)
+        self.min_size.setSpecialValueText("auto")
         self.seed_threshold = QDoubleSpinBox(
             self, minimum=0.05, maximum=0.95, singleStep=0.05, value=0.5
         )
@@ -125,6 +128,10 @@ class SegmentPanel(QWidget):
         form.addRow("model", model_row)
         form.addRow("device", self.device)
         form.addRow("output", self.output)
+        self.object_size = ObjectSizeRow(viewer, self)
+        self.object_size.estimate_button.clicked.connect(self.estimate_size)
+        form.addRow("object size", self.object_size)
+        form.addRow("", self.object_size.found)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(advanced)
@@ -251,7 +258,8 @@ class SegmentPanel(QWidget):
                 "index": index,
                 "threshold": self.threshold.value(),
                 "tile_size": self.tile_size.value() or None,
-                "min_size": self.min_size.value(),
+                "min_size": self.min_size.value() or None,
+                **self.object_size.options(layer, model.config.spatial_dims),
                 "seed_threshold": self.seed_threshold.value(),
                 "test_time_augmentation": self.tta.isChecked(),
                 "output": output,
@@ -282,6 +290,19 @@ class SegmentPanel(QWidget):
         )
         self.worker = worker
         return worker
+
+    def estimate_size(self) -> Any:
+        """The *estimate* button: the objects' size in the chosen image, drawn as a circle."""
+        layer = self.image.layer()
+        if layer is None:
+            self.last_message = notify_error(ValueError("Open or choose an image layer first."))
+            return None
+        try:
+            model = self.selected_model()
+        except Exception as err:
+            self.last_message = notify_error(err)
+            return None
+        return self.object_size.estimate(layer, model, self.channel_axis.currentData())
 
     def stop(self) -> None:
         """Abandon the running segmentation (its result is not written)."""
@@ -357,4 +378,7 @@ class SegmentPanel(QWidget):
         self.last_message = (
             f"{target.name}: {found} objects" if found is not None else f"{target.name} written"
         ) + f" (device: {result.device})"
+        if result.scale is not None:
+            self.last_message += f"; {result.scale.describe()}"
+        self.object_size.show_choice(result.scale)
         self.status.setText(self.last_message)

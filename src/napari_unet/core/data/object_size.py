@@ -96,10 +96,16 @@ class ObjectScale:
 
 def equivalent_diameters(labels: np.ndarray) -> np.ndarray:
     """The equivalent diameter of each object of an instance label image (2D: disc of the
-    same area; 3D: ball of the same volume), in pixels."""
+    same area; 3D: ball of the same volume), in pixels; an object is a connected region of
+    one label value."""
+    from skimage.measure import label as connected_regions
+
     labels = np.asarray(labels)
     if labels.size == 0 or labels.max() <= 0:
         return np.zeros(0)
+    # Each connected region of one value is an object: a mask given as "instance labels"
+    # (every object 1) still measures object by object.
+    labels = connected_regions(labels, background=0, connectivity=1)
     counts = np.bincount(labels[labels > 0].ravel().astype(np.int64))[1:]
     counts = counts[counts > 0].astype(np.float64)
     if labels.ndim == 3:
