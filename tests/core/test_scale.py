@@ -258,3 +258,19 @@ def test_fragments_are_removed_by_default_in_model_units():
     model = _model_with_scale(12.0)
     assert default_min_size(model.scale, 2) == round(0.1 * np.pi * 36)
     assert default_min_size(None, 2) == 0
+
+
+def test_the_bundled_model_segments_nuclei_three_times_larger_than_it_learnt():
+    """Auto: whole objects with outlines that follow them (IoU with the true discs), where
+    the image's own grid gives fragments."""
+    from napari_unet.core.predict.instances import InstanceAccumulator
+
+    image, truth = blobs(60, shape=(480, 480))
+    segmenter = Segmenter("nuclei", device="cpu", precision="float32")
+    scores = {}
+    for mode in ("native", "auto"):
+        result = segmenter.predict(image, output="instances", object_size=mode)
+        assert result.labels.shape == truth.shape
+        scores[mode] = InstanceAccumulator((0.5, 0.8)).add(result.labels, truth)
+    assert scores["auto"][0.8]["f1"] > 0.9  # outlines within a few pixels of the discs'
+    assert scores["native"][0.5]["f1"] < scores["auto"][0.5]["f1"] - 0.2

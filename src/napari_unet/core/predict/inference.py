@@ -143,14 +143,14 @@ class Segmenter:
         net = TestTimeAugmented(self.net) if test_time_augmentation else self.net
         cut = {"threshold": threshold, "seed_threshold": seed_threshold, "min_size": min_size}
         # Semantic labels on a rescaled grid come back from its probabilities (smooth edges).
-        keep = keep_probabilities or (not choice.native and output != "instances")
+        keep = keep_probabilities or _needs_probabilities(choice, output)
         grid = source if choice.native else RescaledSource(source, choice.factors)
         labels, prob = yield from self._run(net, grid, output, keep, cut, tiling)
         measured = found_size(labels, scale, output == "instances") if scale else None
         better = refined(choice, measured[0], scale) if scale and measured else None
         if better is not None:  # the estimate was off: once more, at the corrected factor
             choice = better
-            keep = keep_probabilities or (not choice.native and output != "instances")
+            keep = keep_probabilities or _needs_probabilities(choice, output)
             grid = source if choice.native else RescaledSource(source, choice.factors)
             labels, prob = yield from self._run(net, grid, output, keep, cut, tiling)
         labels, prob = _to_image_grid(labels, prob, source.shape, output, threshold)
@@ -447,6 +447,32 @@ def _to_image_grid(
         return labels, prob
     if prob is not None:
         prob = to_original_grid(prob, shape, labels=False, leading=1)
-    if output == "instances" or prob is None:
+    if prob is None:
         return to_original_grid(labels, shape, labels=True), prob
-    return probabilities_to_labels(prob, threshold).astype(labels.dtype, copy=False), prob
+    foreground = probabilities_to_labels(prob, threshold) > 0
+    if output != "instances":
+        return probabilities_to_labels(prob, threshold).astype(labels.dtype, copy=False), prob
+    return _smooth_objects(labels, foreground, shape), prob
+
+
+def _needs_probabilities(choice: ScaleChoice, output: str) -> bool:
+    """Whether results on a rescaled grid need their probabilities to come back well:
+    semantic labels always, objects from a coarser grid for their outlines."""
+    if choice.native:
+        return False
+    return output != "instances" or min(choice.factors) < 1
+
+
+def _smooth_objects(
+    labels: np.ndarray, foreground: np.ndarray, shape: tuple[int, ...]
+) -> np.ndarray:
+    """Objects from a coarser grid on the image's grid, with outlines that follow the
+    (linearly interpolated) foreground rather than the coarse grid's staircase: each
+    foreground pixel within one coarse pixel of an object takes that object's id."""
+    from scipy import ndimage as ndi
+
+    nearest = to_original_grid(labels, shape, labels=True)
+    step = max(n / m for n, m in zip(shape, labels.shape, strict=True))
+    distance, indices = ndi.distance_transform_edt(nearest == 0, return_indices=True)
+    filled = nearest[tuple(indices)]
+    return np.where(foreground & (distance <= step), filled, 0).astype(labels.dtype, copy=False)
