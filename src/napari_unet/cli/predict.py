@@ -271,8 +271,19 @@ def _run_predict_on_cluster(args: argparse.Namespace, files: list[Path], out_dir
     model = args.model
     if Path(model).exists():  # workers elsewhere read it at the same (shared) path
         model = str(Path(model).resolve())
+    if str(args.object_size).lower() not in ("auto", "native"):
+        raise UserInputError(
+            f"--object-size {args.object_size} does not work with --cluster yet: a cluster run "
+            "predicts on the images' own grid (rescale the images first, or predict without "
+            "--cluster)"
+        )
     segmenter = Segmenter(model, device="cpu", precision="float32", trust_code=args.trust_code)
     output = args.output or segmenter.model_file.suggested_output
+    if str(args.object_size).lower() == "auto" and segmenter.model_file.scale is not None:
+        print(
+            "note: --cluster predicts on the images' own grid (no automatic object size yet)",
+            file=sys.stderr,
+        )
     if args.resume and args.overwrite:
         raise UserInputError("--resume keeps what an interrupted run wrote; drop --overwrite")
     jobs = _plan_jobs(args, files, out_dir, output, overwrite=args.overwrite or args.resume)

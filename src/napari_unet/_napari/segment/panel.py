@@ -85,36 +85,7 @@ class SegmentPanel(QWidget):
         self.output = QComboBox(self)
         self.output.addItems(OUTPUTS)
 
-        self.channel_axis = QComboBox(self)
-        self.threshold = QDoubleSpinBox(
-            self, minimum=0.01, maximum=0.99, singleStep=0.05, value=0.5
-        )
-        # 0 shows as "auto": a tenth of the area of the model's median object.
-        self.min_size = QSpinBox(self, minimum=0, maximum=10**6, value=0)
-        self.min_size.setSpecialValueText("auto")
-        self.seed_threshold = QDoubleSpinBox(
-            self, minimum=0.05, maximum=0.95, singleStep=0.05, value=0.5
-        )
-        self.seed_threshold.setToolTip(
-            "instance models: interior probability that starts an object (lower finds more, may split)"
-        )
-        # 0 shows as "auto": the whole image in one window when it fits, else large tiles.
-        self.tile_size = QSpinBox(self, minimum=0, maximum=8192, singleStep=64, value=0)
-        self.tile_size.setSpecialValueText("auto")
-        self.current_only = QCheckBox("only the slice / time point shown", self)
-        self.tta = QCheckBox("test-time augmentation (8x slower)", self)
-        self.tta.setToolTip(
-            "average over the 8 flips and rotations of the image: a little more accurate"
-        )
-        advanced = QGroupBox("Advanced", self)
-        adv = QFormLayout(advanced)
-        adv.addRow("channel axis", self.channel_axis)
-        adv.addRow("threshold", self.threshold)
-        adv.addRow("smallest object (px)", self.min_size)
-        adv.addRow("seed threshold", self.seed_threshold)
-        adv.addRow("tile size", self.tile_size)
-        adv.addRow(self.current_only)
-        adv.addRow(self.tta)
+        advanced = self._advanced_box()
 
         self.run_button = QPushButton("Segment", self)
         self.run_button.clicked.connect(self.segment)
@@ -201,6 +172,40 @@ class SegmentPanel(QWidget):
         )
         if path:
             self.add_model_file(path)
+
+    def _advanced_box(self) -> QGroupBox:
+        """Thresholds, smallest object, tile size, the slice shown only, TTA."""
+        self.channel_axis = QComboBox(self)
+        self.threshold = QDoubleSpinBox(
+            self, minimum=0.01, maximum=0.99, singleStep=0.05, value=0.5
+        )
+        # 0 shows as "auto": a tenth of the area of the model's median object.
+        self.min_size = QSpinBox(self, minimum=0, maximum=10**6, value=0)
+        self.min_size.setSpecialValueText("auto")
+        self.seed_threshold = QDoubleSpinBox(
+            self, minimum=0.05, maximum=0.95, singleStep=0.05, value=0.5
+        )
+        self.seed_threshold.setToolTip(
+            "instance models: interior probability that starts an object (lower finds more, may split)"
+        )
+        # 0 shows as "auto": the whole image in one window when it fits, else large tiles.
+        self.tile_size = QSpinBox(self, minimum=0, maximum=8192, singleStep=64, value=0)
+        self.tile_size.setSpecialValueText("auto")
+        self.current_only = QCheckBox("only the slice / time point shown", self)
+        self.tta = QCheckBox("test-time augmentation (8x slower)", self)
+        self.tta.setToolTip(
+            "average over the 8 flips and rotations of the image: a little more accurate"
+        )
+        advanced = QGroupBox("Advanced", self)
+        adv = QFormLayout(advanced)
+        adv.addRow("channel axis", self.channel_axis)
+        adv.addRow("threshold", self.threshold)
+        adv.addRow("smallest object (px)", self.min_size)
+        adv.addRow("seed threshold", self.seed_threshold)
+        adv.addRow("tile size", self.tile_size)
+        adv.addRow(self.current_only)
+        adv.addRow(self.tta)
+        return advanced
 
     def selected_model(self) -> ModelFile:
         name = self.model.currentText()
