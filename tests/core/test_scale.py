@@ -274,3 +274,33 @@ def test_the_bundled_model_segments_nuclei_three_times_larger_than_it_learnt():
         scores[mode] = InstanceAccumulator((0.5, 0.8)).add(result.labels, truth)
     assert scores["auto"][0.8]["f1"] > 0.9  # outlines within a few pixels of the discs'
     assert scores["native"][0.5]["f1"] < scores["auto"][0.5]["f1"] - 0.2
+
+
+def test_fine_tuning_brings_its_data_to_the_model_scale():
+    """Labels of objects three times larger than the model learnt are rescaled before a
+    fine-tune (and said so); data among the model's sizes are left alone."""
+    from napari_unet.core import TrainConfig, Trainer
+
+    config = UNetConfig(depth=2, base_features=4, out_channels=3)
+    scale = ObjectScale("objects", 12.0, 10.0, 14.0, 40, 1.0)
+    base = ModelFile(
+        config, Preprocessing(), UNet(config).state_dict(),
+        class_names=["background", "interior", "boundary"], task={"kind": "instances", "boundary_width": 2},
+        scale=scale,
+    )  # fmt: skip
+    image, labels = blobs(36, shape=(192, 192))
+    pair = _pair(image, labels, base.task)
+    settings = TrainConfig(epochs=1, steps_per_epoch=1, batch_size=1, patch_size=32, val_fraction=0)
+    trainer = Trainer([pair], base, settings)
+    assert 0.3 < trainer.rescaled_by < 0.5
+    assert trainer.train_pairs[0].spatial_shape == tuple(
+        round(192 * trainer.rescaled_by) for _ in range(2)
+    )
+    assert "rescaled x" in trainer.validation_summary
+    for _ in trainer.train():
+        pass
+    saved = trainer.model_file()
+    assert saved.history["runs"][-1]["rescaled_to_model"] == trainer.rescaled_by
+    assert saved.scale.size < 20  # the data were seen at (about) the model's scale
+    same = Trainer([_pair(*blobs(12, shape=(96, 96)), base.task)], base, settings)
+    assert same.rescaled_by == 1.0

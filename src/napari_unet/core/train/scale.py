@@ -55,3 +55,49 @@ def measure_training_scale(
     if scale is not None and pixel_size:
         scale = ObjectScale.from_dict({**scale.to_dict(), "pixel_size": pixel_size, "unit": unit})
     return scale
+
+
+def to_model_scale(
+    pairs: list[TrainingPair], task: dict[str, Any], model_scale: ObjectScale | None
+) -> tuple[list[TrainingPair], float]:
+    """Fine-tuning data brought to the scale the model was trained at, as prediction brings
+    images to it (:func:`~napari_unet.core.predict.scale.target_factor`): images linearly,
+    labels by nearest neighbour (object targets redrawn from the rescaled objects). Returns
+    the pairs and the factor (1: left as they are: sizes among the model's, unknown, or not
+    measurable, as with scribbles)."""
+    from ..data.rescale import rescale_image, rescaled_shape, to_original_grid
+    from ..predict.instances import instance_targets
+    from ..predict.scale import NATIVE_BAND, target_factor
+
+    if model_scale is None or not pairs:
+        return pairs, 1.0
+    measured = measure_training_scale(pairs, task)
+    if measured is None or measured.kind != model_scale.kind:
+        return pairs, 1.0
+    factor = target_factor(measured.size, model_scale)
+    if 1 / NATIVE_BAND <= factor <= NATIVE_BAND:
+        return pairs, 1.0
+    rescaled = []
+    for pair in pairs:
+        shape = rescaled_shape(pair.spatial_shape, (factor,) * len(pair.spatial_shape))
+        targets = to_original_grid(pair.targets, shape, labels=True)
+        instances = None
+        if pair.instances is not None:
+            instances = to_original_grid(pair.instances, shape, labels=True)
+            redrawn = instance_targets(instances, int(task.get("boundary_width", 2)))
+            targets = np.where(targets == IGNORE, IGNORE, redrawn).astype(targets.dtype)
+        image = rescale_image(pair.image, factor)
+        rescaled.append(
+            TrainingPair(image, targets, pair.name, instances, corrections=pair.corrections)
+        )
+    return rescaled, factor
+
+
+def rescale_note(factor: float, model_scale: ObjectScale | None) -> str:
+    """What :func:`to_model_scale` did, in words ("" when nothing), ending with "; "."""
+    if factor == 1 or model_scale is None:
+        return ""
+    return (
+        f"training images rescaled x{factor:.3g} to the size the model was trained at "
+        f"({model_scale.noun} {model_scale.size:.1f} px); "
+    )

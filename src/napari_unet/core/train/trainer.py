@@ -43,7 +43,7 @@ from .ddp import SINGLE, World, agree
 from .defaults import training_defaults
 from .losses import log_probabilities, segmentation_loss
 from .saving import history_with_run, restore_training_state, state_copy, training_state
-from .scale import measure_training_scale
+from .scale import measure_training_scale, rescale_note, to_model_scale
 from .validation import (
     KEPT_START,
     TrainingRecord,
@@ -108,6 +108,12 @@ class Trainer:
             self._adopt_new_model(model, preprocessing, class_names, task)
         self.config = config or TrainConfig()
         check_pairs(pairs + (val_pairs or []), self.net_config)
+        # A fine-tune sees its data at the model's scale, as prediction will show it images.
+        self.rescaled_by = 1.0
+        if self.fine_tuning:
+            pairs, self.rescaled_by = to_model_scale(pairs, self.task, self.base_scale)
+            if val_pairs:
+                val_pairs, _ = to_model_scale(val_pairs, self.task, self.base_scale)
         if val_pairs is None:
             pairs, val_pairs = split_for_validation(
                 pairs, self.config.val_fraction, self.config.seed
@@ -241,8 +247,10 @@ class Trainer:
 
     @property
     def validation_summary(self) -> str:
-        """What validation is done on, in words (the CLI and the widget say it at the start)."""
-        return validation_summary(self.train_pairs, self.val_pairs, self.config.val_fraction)
+        """What validation is done on (and, for a fine-tune at another scale, how its data
+        were rescaled), in words: the CLI and the widget say it at the start."""
+        text = validation_summary(self.train_pairs, self.val_pairs, self.config.val_fraction)
+        return rescale_note(self.rescaled_by, self.base_scale) + text
 
     def release(self) -> None:
         """Move the network and optimiser state to the CPU and free GPU memory.
@@ -469,6 +477,7 @@ class Trainer:
             "config": self.config.to_dict(),
             **({"processes": self.world.size} if self.world.distributed else {}),
             **({"plan": self.plan} if self.plan else {}),
+            **({"rescaled_to_model": self.rescaled_by} if self.rescaled_by != 1 else {}),
         }
         history = history_with_run(self.base_history, run, self.state, resumed=self.resumed)
         if self._scale is None:  # measured once: the data do not change during a run
