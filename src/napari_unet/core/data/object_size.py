@@ -211,20 +211,33 @@ def _grey_view(image: np.ndarray) -> np.ndarray:
 
 def _spectrum_peak(view: np.ndarray) -> float | None:
     """The scale (Gaussian sigma, pixels) where the 99th percentile of the scale-normalised
-    LoG response peaks, searched over octaves of a pyramid (cheap at every scale)."""
-    found: list[tuple[float, float]] = []
-    base = 1.6 * 2 ** (np.arange(_STEPS_PER_OCTAVE) / _STEPS_PER_OCTAVE)
-    level, octave = view, 0
-    while min(level.shape) >= 16:
-        for s in base:
-            response = -(s**2) * ndi.gaussian_laplace(level, s)
-            found.append((float(s * 2**octave), float(np.percentile(response, 99))))
-        level = ndi.zoom(ndi.gaussian_filter(level, 1.0), 0.5, order=1)
-        octave += 1
-    if not found:
-        return None
+    LoG response peaks, searched over octaves of a pyramid (cheap at every scale). The full
+    resolution is only searched when the peak lies at the finest scale of the half
+    resolution: small objects are rare beside the cost of filtering every pixel."""
+    levels = [view]
+    while min(levels[-1].shape) >= 32:
+        levels.append(ndi.zoom(ndi.gaussian_filter(levels[-1], 1.0), 0.5, order=1))
+    found = [item for octave in range(1, len(levels)) for item in _octave(levels, octave)]
+    if not found or max(found, key=lambda item: item[1])[0] <= 2 * _BASE_SIGMAS[0] * 1.01:
+        found += _octave(levels, 0)
     sigma, strength = max(found, key=lambda item: item[1])
     return sigma if strength > 0 else None
+
+
+_BASE_SIGMAS = 1.6 * 2 ** (np.arange(_STEPS_PER_OCTAVE) / _STEPS_PER_OCTAVE)
+
+
+def _octave(levels: list[np.ndarray], octave: int) -> list[tuple[float, float]]:
+    """(sigma in full-resolution pixels, 99th percentile of the response) for the sigmas of
+    one octave (its level of the pyramid; the percentile on every other pixel: it is a
+    summary, and sorting is the slow part)."""
+    level = levels[octave]
+    found = []
+    for s in _BASE_SIGMAS:
+        response = -(s**2) * ndi.gaussian_laplace(level, s)
+        strided = response[tuple(slice(None, None, 2) for _ in response.shape)]
+        found.append((float(s * 2**octave), float(np.percentile(strided, 99))))
+    return found
 
 
 def _per_blob_scale(view: np.ndarray, sigma: float) -> float | None:
