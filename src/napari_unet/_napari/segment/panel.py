@@ -245,12 +245,11 @@ class SegmentPanel(QWidget):
         """Start segmenting; returns the worker (None if the input is not usable)."""
         from napari.qt.threading import create_worker
 
-        layer = self.image.layer()
-        if layer is None:
-            self.last_message = notify_error(ValueError("Open or choose an image layer first."))
+        chosen = self._layer_and_model()
+        if chosen is None:
             return None
+        layer, model = chosen
         try:
-            model = self.selected_model()
             channel_axis = self.channel_axis.currentData()
             index = None
             if self.current_only.isChecked():
@@ -298,16 +297,24 @@ class SegmentPanel(QWidget):
 
     def estimate_size(self) -> Any:
         """The *estimate* button: the objects' size in the chosen image, drawn as a circle."""
+        chosen = self._layer_and_model()
+        if chosen is None:
+            return None
+        layer, model = chosen
+        return self.object_size.estimate(layer, model, self.channel_axis.currentData())
+
+    def _layer_and_model(self) -> tuple[Any, ModelFile] | None:
+        """The chosen image layer and model; None (the reason notified) when either is not
+        usable."""
         layer = self.image.layer()
         if layer is None:
             self.last_message = notify_error(ValueError("Open or choose an image layer first."))
             return None
         try:
-            model = self.selected_model()
+            return layer, self.selected_model()
         except Exception as err:
             self.last_message = notify_error(err)
             return None
-        return self.object_size.estimate(layer, model, self.channel_axis.currentData())
 
     def stop(self) -> None:
         """Abandon the running segmentation (its result is not written)."""
