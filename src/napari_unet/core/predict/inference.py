@@ -153,8 +153,9 @@ class Segmenter:
             keep = keep_probabilities or _needs_probabilities(choice, output)
             grid = source if choice.native else RescaledSource(source, choice.factors)
             labels, prob = yield from self._run(net, grid, output, keep, cut, tiling)
-        labels, prob = _to_image_grid(labels, prob, source.shape, output, threshold)
-        if not keep_probabilities and output != "probabilities":
+        wanted = keep_probabilities or output == "probabilities"
+        labels, prob = _to_image_grid(labels, prob, source.shape, output, threshold, wanted)
+        if not wanted:
             prob = None
         original = getattr(source, "original_shape", source.shape)  # packages pad small images
         if original != source.shape:
@@ -440,19 +441,26 @@ def _to_image_grid(
     shape: tuple[int, ...],
     output: str,
     threshold: float,
+    keep: bool,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Results on a rescaled grid mapped to the image's grid ``shape``: probabilities by
-    linear interpolation, semantic labels from them, object labels by nearest neighbour."""
+    linear interpolation (all classes only when they are kept or needed: a slide's worth of
+    them is large), semantic labels from them, objects by nearest neighbour with outlines
+    that follow the foreground."""
     if tuple(labels.shape) == tuple(shape):
         return labels, prob
-    if prob is not None:
-        prob = to_original_grid(prob, shape, labels=False, leading=1)
     if prob is None:
-        return to_original_grid(labels, shape, labels=True), prob
-    foreground = probabilities_to_labels(prob, threshold) > 0
+        return to_original_grid(labels, shape, labels=True), None
+    full = None
+    if keep or (output != "instances" and prob.shape[0] > 2):
+        full = to_original_grid(prob, shape, labels=False, leading=1)
+        classes = probabilities_to_labels(full, threshold)
+    else:  # one plane: the foreground probability
+        plane = prob[:1] if prob.shape[0] == 1 else 1 - prob[:1]
+        classes = to_original_grid(plane, shape, labels=False, leading=1)[0] > threshold
     if output != "instances":
-        return probabilities_to_labels(prob, threshold).astype(labels.dtype, copy=False), prob
-    return _smooth_objects(labels, foreground, shape), prob
+        return classes.astype(labels.dtype, copy=False), full
+    return _smooth_objects(labels, classes > 0, shape), full
 
 
 def _needs_probabilities(choice: ScaleChoice, output: str) -> bool:
