@@ -105,3 +105,29 @@ def test_into_input_refuses_plain_images(tmp_path):
     done = _cli("predict", str(tmp_path / "a.tif"), "--model", "nuclei", "--out", str(tmp_path / "o"),
                 "--into-input")  # fmt: skip
     assert done.returncode != 0 and "OME-Zarr" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_predict_reads_pixel_sizes_from_ome_zarr(tmp_path, capsys):
+    """A model that knows its pixel size (0.5 um) on an OME-Zarr image at 0.25 um: the image
+    is predicted at half its size, said as coming from the pixel sizes."""
+    import torch
+
+    from napari_unet.cli import main
+    from napari_unet.core import ModelFile, Preprocessing, UNet, UNetConfig, save_model
+    from napari_unet.core.data.object_size import ObjectScale
+
+    config = UNetConfig(depth=2, base_features=4)
+    torch.manual_seed(0)
+    scale = ObjectScale("objects", 12, 10, 14, 30, 1.0, (0.5, 0.5), "micrometer")
+    model = save_model(
+        ModelFile(config, Preprocessing(), UNet(config).state_dict(), scale=scale),
+        tmp_path / "m.pt",
+    )
+    image, _ = disks_image(shape=(96, 96))
+    path = write_ome_zarr(tmp_path / "fine.ome.zarr", image, ["y", "x"], [0.25, 0.25])
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(model), "--out", str(out), str(path)]) == 0
+    labels = io.read_labels(out / "fine_labels.tif")
+    assert labels.shape == image.shape
+    printed = capsys.readouterr().err
+    assert "(pixel sizes)" in printed and "rescaled x0.5" in printed

@@ -146,6 +146,9 @@ def predict_file(
     try:
         if ome is not None and channel_axis is None:  # the metadata says which axis is c
             channel_axis = ome.channel_axis
+        if ome is not None and "pixel_size" not in options:  # for models that know theirs
+            spatial = [ome.scale[i] for i, axis in enumerate(ome.axes) if axis in "zyx"]
+            options = {**options, "pixel_size": tuple(spatial[-dims:])}
         channel_axis = stack_channel_axis(image.shape, segmenter.model_file, channel_axis)
         stack = leading_shape(tuple(image.shape), dims, channel_axis)
         if stack:  # e.g. a z-stack for a 2D model: one slice at a time
