@@ -90,7 +90,10 @@ def test_instances_across_blocks_are_the_one_process_partition(client, big, one_
     _run(_plan(big, tmp_path, "instances"), client)
     got = np.asarray(read_ome_zarr(tmp_path / "big_labels.ome.zarr").data)
     # The single-process block-wise path with the same blocks: the same objects, same numbers.
-    expected = one_process.predict(read_image(big), output="instances", tile_size=BLOCK).labels
+    # A cluster predicts on the image's own grid: the one-process reference too.
+    expected = one_process.predict(
+        read_image(big), output="instances", tile_size=BLOCK, object_size="native", min_size=0
+    ).labels
     assert got.max() == expected.max() > 50
     assert np.array_equal(got, expected)
 
@@ -105,7 +108,7 @@ def test_resume_skips_finished_blocks(client, big, one_process, tmp_path):
     _run(resumed, client, lambda done, total: progress.append((done, total)))
     assert progress[0] == (3, 9) and progress[-1] == (9, 9)
     got = np.asarray(read_ome_zarr(tmp_path / "big_labels.ome.zarr").data)
-    assert np.array_equal(got, one_process.predict(read_image(big)).labels)
+    assert np.array_equal(got, one_process.predict(read_image(big), object_size="native").labels)
 
 
 def test_a_killed_worker_is_replaced_and_the_output_is_complete(client, big, one_process, tmp_path):
@@ -120,7 +123,7 @@ def test_a_killed_worker_is_replaced_and_the_output_is_complete(client, big, one
     _run(_plan(big, tmp_path, "semantic"), client, kill_one)
     assert victims
     got = np.asarray(read_ome_zarr(tmp_path / "big_labels.ome.zarr").data)
-    assert np.array_equal(got, one_process.predict(read_image(big)).labels)
+    assert np.array_equal(got, one_process.predict(read_image(big), object_size="native").labels)
 
 
 def test_command_line_cluster_run_of_many_files_and_a_big_one(big, one_process, tmp_path, capsys):

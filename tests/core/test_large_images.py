@@ -8,7 +8,10 @@ import pytest
 
 from napari_unet.core import InstanceAccumulator, Segmenter, io
 from napari_unet.core.data.arrays import AxesView, add_leading_axis, moveaxis
+from napari_unet.core.data.normalize import ImageSource
+from napari_unet.core.data.object_size import VIEW_EDGE
 from napari_unet.core.predict.inference import instances_from_foreground
+from napari_unet.core.predict.scale import choose_scale
 
 pytestmark = pytest.mark.numerics  # trains or predicts: run in both precisions
 
@@ -77,10 +80,15 @@ def test_indexing_only_arrays_are_read_block_by_block(nuclei, monkeypatch):
     monkeypatch.setattr(normalize, "_STATS_SAMPLE", 2**14)
     image, segmenter, _ = nuclei
     lazy = IndexOnly(image)
-    reference = segmenter.predict(image, tile_size=128).labels
-    labels = segmenter.predict(lazy, tile_size=128).labels
+    native = {"tile_size": 128, "object_size": "native"}
+    reference = segmenter.predict(image, **native).labels
+    labels = segmenter.predict(lazy, **native).labels
     np.testing.assert_array_equal(labels, reference)
     assert lazy.largest_read < image.size / 2
+    # The object size estimate reads one centre view, bounded whatever the image's size.
+    auto = IndexOnly(image)
+    segmenter.predict(auto, tile_size=128)
+    assert auto.largest_read <= VIEW_EDGE[2] ** 2
 
 
 @pytest.mark.slow
@@ -124,7 +132,8 @@ def _numpy_peak(run):
 def test_block_wise_instances_never_hold_whole_image_probabilities(nuclei):
     image, segmenter, _ = nuclei
     large = np.tile(image, (2, 2))  # 1040 x 1392
-    options = {"output": "instances", "tile_size": 256, "min_size": 10}
+    # On the image's own grid (the estimate's own bounded memory is measured below).
+    options = {"output": "instances", "tile_size": 256, "min_size": 10, "object_size": "native"}
     peak, labels = _numpy_peak(lambda: segmenter.predict(large, **options).labels)
     whole_peak, _ = _numpy_peak(
         lambda: segmenter.predict(large, keep_probabilities=True, **options).labels
@@ -133,6 +142,9 @@ def test_block_wise_instances_never_hold_whole_image_probabilities(nuclei):
     assert np.bincount(labels.ravel())[1:].min() >= 10
     assert peak < 3 * large.size * 4  # less than the (3, H, W) float32 probabilities alone
     assert peak < 0.4 * whole_peak, (peak / 2**20, whole_peak / 2**20)
+    source = ImageSource(large, 2, segmenter.model_file.preprocessing, 1)
+    estimate_peak, _ = _numpy_peak(lambda: choose_scale(segmenter.scale, source, "auto"))
+    assert estimate_peak < 48 * 2**20  # a few responses of one 512 x 512 view
 
 
 def test_connected_components_are_numbered_in_place_with_min_size():

@@ -77,7 +77,8 @@ def test_cli_predicts_ome_zarr_to_ome_zarr(nuclei_stack, tmp_path):
     path, data = nuclei_stack
     done = _cli(
         "predict", str(path), "--model", "nuclei", "--out", str(tmp_path / "out"),
-        "--format", "ome-zarr", "--probabilities", "--device", "cpu",
+        "--format", "ome-zarr", "--probabilities", "--device", "cpu", "--object-size", "native",
+        "--min-size", "0",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "no parent" not in done.stderr

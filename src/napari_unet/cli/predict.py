@@ -293,10 +293,18 @@ def _run_predict_on_cluster(args: argparse.Namespace, files: list[Path], out_dir
         threads = max(1, (os.cpu_count() or 1) // max(1, int(workers) if workers.isdigit() else 1))
     key = ModelKey(model, args.device, "auto", args.trust_code, threads)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from ..core.predict.inference import default_min_size
+
+    options = _predict_options(args, output, jobs)
+    # One grid for every file and block: the images' own (see the note above).
+    options["object_size"] = "native"
+    if options["min_size"] is None:
+        dims = segmenter.model_file.config.spatial_dims
+        options["min_size"] = default_min_size(segmenter.scale, dims)
     run = plan_cluster_run(
         jobs,
         key,
-        _predict_options(args, output, jobs),
+        options,
         channel_axis=args.channel_axis,
         block_size=args.block_size,
         resume=args.resume,
