@@ -147,9 +147,10 @@ class Segmenter:
         grid = source if choice.native else RescaledSource(source, choice.factors)
         labels, prob = yield from self._run(net, grid, output, keep, cut, tiling)
         # An estimate is checked on what the model found (a given size or factor is not).
-        checked = scale is not None and choice.how == "estimated"
-        measured = found_size(labels, scale, output == "instances") if checked else None
-        better = refined(choice, measured[0], scale) if scale and measured else None
+        measured, better = None, None
+        if scale is not None and choice.how == "estimated":
+            measured = found_size(labels, scale, output == "instances")
+            better = refined(choice, measured[0], scale) if measured else None
         if better is not None:  # the estimate was off: once more, at the corrected factor
             choice = better
             keep = keep_probabilities or _needs_probabilities(choice, output)
