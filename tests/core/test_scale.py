@@ -304,3 +304,14 @@ def test_fine_tuning_brings_its_data_to_the_model_scale():
     assert saved.scale.size < 20  # the data were seen at (about) the model's scale
     same = Trainer([_pair(*blobs(12, shape=(96, 96)), base.task)], base, settings)
     assert same.rescaled_by == 1.0
+
+
+def test_the_estimate_of_a_stack_looks_at_its_middle_slice():
+    from napari_unet.core.predict.scale import estimate_image_scale
+
+    image, labels = blobs(12)
+    model = _model_with_scale(12.0, measure_labels([labels], "objects", [image[None]]).calibration)
+    large, _ = blobs(36, shape=(384, 384))
+    stack = np.stack([np.zeros_like(large), large, np.zeros_like(large)])
+    choice, shape = estimate_image_scale(stack, model)
+    assert shape == large.shape and choice.found == pytest.approx(36, rel=0.2)

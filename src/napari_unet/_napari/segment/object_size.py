@@ -10,8 +10,7 @@ import numpy as np
 from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from ...core import ModelFile
-from ...core.data.normalize import ImageSource
-from ...core.predict.scale import ScaleChoice, choose_scale
+from ...core.predict.scale import ScaleChoice, estimate_image_scale
 from ..layers import layer_array
 
 MODES = {
@@ -94,7 +93,7 @@ class ObjectSizeRow(QWidget):
                 self.draw_circle(layer, choice.found, shape)
 
         return create_worker(
-            estimate_scale,
+            estimate_image_scale,
             layer_array(layer),
             model,
             channel_axis,
@@ -128,16 +127,3 @@ class ObjectSizeRow(QWidget):
             scale=scale,
             translate=translate,
         )
-
-
-def estimate_scale(
-    data: Any, model: ModelFile, channel_axis: int | None
-) -> tuple[ScaleChoice, tuple[int, ...]]:
-    """What auto would choose for ``data`` (a stack: its middle slice) and its spatial shape."""
-    dims = model.config.spatial_dims
-    lead = np.ndim(data) - dims - (channel_axis is not None)
-    if lead > 0:
-        data = data[tuple(n // 2 for n in np.shape(data)[:lead])]
-        channel_axis = None if channel_axis is None else channel_axis - lead
-    source = ImageSource(data, dims, model.preprocessing, model.config.in_channels, channel_axis)
-    return choose_scale(model.scale, source, "auto"), source.shape

@@ -150,32 +150,42 @@ def measure_labels(
 ) -> ObjectScale | None:
     """The scale of ``label_images`` (instance labels for "objects", a foreground mask for
     "widths"); with ``images`` (the normalised model inputs, channels first), also the
-    estimator's calibration. None when the labels hold nothing to measure."""
-    sizes, ratios = [], []
-    for i, labels in enumerate(label_images):
-        if kind == "objects":
-            found = equivalent_diameters(labels)
-        else:
-            found = structure_widths(np.asarray(labels) > 0)
-        if found.size == 0:
-            continue
-        sizes.append(found)
-        if images is not None and kind == "objects" and found.size >= 3:
-            estimate = blob_diameter(images[i])
-            if estimate:
-                ratios.append(float(np.median(found)) / estimate)
+    estimator's calibration (:func:`estimator_calibration`). None when the labels hold
+    nothing to measure."""
+    sizes = [_sizes(labels, kind) for labels in label_images]
+    sizes = [found for found in sizes if found.size]
     if not sizes:
         return None
     pooled = np.concatenate(sizes)
     low, median, high = np.percentile(pooled, [25, 50, 75])
+    calibration = None
+    if images is not None and kind == "objects":
+        calibration = estimator_calibration(label_images, images)
     return ObjectScale(
         kind=kind,
         size=round(float(median), 3),
         low=round(float(low), 3),
         high=round(float(high), 3),
         count=int(pooled.size),
-        calibration=round(float(np.median(ratios)), 4) if ratios else None,
+        calibration=calibration,
     )
+
+
+def estimator_calibration(label_images: list[np.ndarray], images: list[np.ndarray]) -> float | None:
+    """Median over the images holding at least 3 objects of (median object diameter from the
+    labels / :func:`blob_diameter` of the image); None when there is no such image."""
+    ratios = []
+    for labels, image in zip(label_images, images, strict=True):
+        found = equivalent_diameters(labels)
+        if found.size >= 3 and (estimate := blob_diameter(image)):
+            ratios.append(float(np.median(found)) / estimate)
+    return round(float(np.median(ratios)), 4) if ratios else None
+
+
+def _sizes(labels: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "objects":
+        return equivalent_diameters(labels)
+    return structure_widths(np.asarray(labels) > 0)
 
 
 def blob_diameter(image: np.ndarray) -> float | None:
@@ -192,16 +202,17 @@ def blob_diameter(image: np.ndarray) -> float | None:
     return None if sigma is None else 2 * math.sqrt(view.ndim) * sigma
 
 
+def centre_view(shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """The centre crop of at most :data:`VIEW_EDGE` pixels per axis that the estimator reads."""
+    edge = VIEW_EDGE.get(len(shape), 96)
+    return tuple(slice(max(0, (n - edge) // 2), max(0, (n - edge) // 2) + edge) for n in shape)
+
+
 def _grey_view(image: np.ndarray) -> np.ndarray:
     """The mean of the channels, over a centre crop of at most :data:`VIEW_EDGE` per axis,
     scaled to 0-1 (1st-99.8th percentile) with bright blobs on a dark ground."""
     image = np.asarray(image, np.float32)
-    dims = image.ndim - 1
-    edge = VIEW_EDGE.get(dims, 96)
-    crop = tuple(
-        slice(max(0, (n - edge) // 2), max(0, (n - edge) // 2) + edge) for n in image.shape[1:]
-    )
-    view = image[(slice(None), *crop)].mean(axis=0)
+    view = image[(slice(None), *centre_view(image.shape[1:]))].mean(axis=0)
     low, high = np.percentile(view, [1, 99.8])
     view = (view - low) / max(float(high - low), 1e-6)
     if np.median(view) > 0.5:  # a bright ground (brightfield, H&E): dark blobs

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from .normalize import BlockSource
+from .normalize import BlockSource, PreparedSource
 
 _TRUNCATE = 4.0  # scipy's default Gaussian truncation, in sigmas
 
@@ -119,15 +119,5 @@ def to_original_grid(
 def rescale_image(image: np.ndarray, factors: float | Sequence[float]) -> np.ndarray:
     """A whole (C, *spatial) float image on the rescaled grid, as :class:`RescaledSource`
     reads it (for tests and for small images)."""
-
-    class _Whole:
-        shape = tuple(image.shape[1:])
-
-        @staticmethod
-        def read(index: tuple[slice | np.ndarray, ...]) -> np.ndarray:
-            from .normalize import read_block
-
-            return read_block(image, index).astype(np.float32)
-
-    source = RescaledSource(_Whole(), factors)
+    source = RescaledSource(PreparedSource(image), factors)
     return source.read(tuple(slice(0, n) for n in source.shape))

@@ -142,20 +142,15 @@ class Segmenter:
             min_size = default_min_size(scale, len(source.shape))
         net = TestTimeAugmented(self.net) if test_time_augmentation else self.net
         cut = {"threshold": threshold, "seed_threshold": seed_threshold, "min_size": min_size}
-        # Semantic labels on a rescaled grid come back from its probabilities (smooth edges).
-        keep = keep_probabilities or _needs_probabilities(choice, output)
-        grid = source if choice.native else RescaledSource(source, choice.factors)
-        labels, prob = yield from self._run(net, grid, output, keep, cut, tiling)
+        run = (net, source, output, keep_probabilities, cut, tiling)
+        labels, prob = yield from self._run_at(choice, *run)
         # An estimate is checked on what the model found (a given size or factor is not).
-        measured, better = None, None
         if scale is not None and choice.how == "estimated":
             measured = found_size(labels, scale, output == "instances")
             better = refined(choice, measured[0], scale) if measured else None
-        if better is not None:  # the estimate was off: once more, at the corrected factor
-            choice = better
-            keep = keep_probabilities or _needs_probabilities(choice, output)
-            grid = source if choice.native else RescaledSource(source, choice.factors)
-            labels, prob = yield from self._run(net, grid, output, keep, cut, tiling)
+            if better is not None:  # the estimate was off: once more, at the corrected factor
+                choice = better
+                labels, prob = yield from self._run_at(choice, *run)
         wanted = keep_probabilities or output == "probabilities"
         labels, prob = _to_image_grid(labels, prob, source.shape, output, threshold, wanted)
         if not wanted:
@@ -196,6 +191,22 @@ class Segmenter:
             image, config.spatial_dims, self.model_file.preprocessing, config.in_channels,
             channel_axis,
         )  # fmt: skip
+
+    def _run_at(
+        self,
+        choice: ScaleChoice,
+        net: Network,
+        source: BlockSource,
+        output: str,
+        keep_probabilities: bool,
+        cut: dict[str, Any],
+        tiling: dict[str, Any],
+    ) -> Generator[TileProgress, None, tuple[np.ndarray, np.ndarray | None]]:
+        """:meth:`_run` on ``choice``'s grid; semantic labels on a rescaled grid come back
+        from its probabilities (smooth edges), objects from a coarser one with them."""
+        keep = keep_probabilities or _needs_probabilities(choice, output)
+        grid = source if choice.native else RescaledSource(source, choice.factors)
+        return (yield from self._run(net, grid, output, keep, cut, tiling))
 
     def _run(
         self,

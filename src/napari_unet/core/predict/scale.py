@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from .. import limits
-from ..data.normalize import BlockSource
-from ..data.object_size import VIEW_EDGE, ObjectScale, blob_diameter, equivalent_diameters
+from ..data.normalize import BlockSource, ImageSource
+from ..data.object_size import ObjectScale, blob_diameter, centre_view, equivalent_diameters
 from ..errors import UserInputError
 
 #: Factors this close to 1 are not worth resampling for: models are trained with some size
@@ -157,11 +158,7 @@ def estimated(scale: ObjectScale, source: BlockSource) -> ScaleChoice:
             else "the model holds no size calibration",
             scale.noun,
         )
-    edge = VIEW_EDGE.get(dims, 96)
-    view = tuple(
-        slice(max(0, (n - edge) // 2), max(0, (n - edge) // 2) + edge) for n in source.shape
-    )
-    raw = blob_diameter(source.read(view))
+    raw = blob_diameter(source.read(centre_view(source.shape)))
     if raw is None:
         return ScaleChoice((1.0,) * dims, None, scale.size, "no objects to measure", scale.noun)
     found = raw * scale.calibration
@@ -221,3 +218,18 @@ def refined(choice: ScaleChoice, measured: float, scale: ObjectScale) -> ScaleCh
         return None
     dims = len(choice.factors)
     return _snapped(factor, dims, found, scale, "estimated, checked on the prediction")
+
+
+def estimate_image_scale(
+    image: Any, model: Any, channel_axis: int | None = None
+) -> tuple[ScaleChoice, tuple[int, ...]]:
+    """What ``object_size="auto"`` would choose for ``image`` with ``model`` (a model file:
+    its preprocessing, channels and scale) — for a stack, on its middle slice — and the
+    spatial shape it looked at (the widget's *estimate* button)."""
+    dims = model.config.spatial_dims
+    lead = np.ndim(image) - dims - (channel_axis is not None)
+    if lead > 0:
+        image = image[tuple(n // 2 for n in np.shape(image)[:lead])]
+        channel_axis = None if channel_axis is None else channel_axis - lead
+    source = ImageSource(image, dims, model.preprocessing, model.config.in_channels, channel_axis)
+    return choose_scale(model.scale, source, "auto"), source.shape

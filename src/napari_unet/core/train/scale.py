@@ -8,7 +8,12 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..data.object_size import ObjectScale, measure_labels, thin_structures
+from ..data.object_size import (
+    ObjectScale,
+    estimator_calibration,
+    measure_labels,
+    thin_structures,
+)
 from .data import TrainingPair
 from .losses import IGNORE
 
@@ -23,38 +28,37 @@ def measure_training_scale(
     *,
     pixel_size: tuple[float, ...] | None = None,
     unit: str | None = None,
+    calibrate: bool = True,
 ) -> ObjectScale | None:
     """The size of the structures labelled in ``pairs``: objects (instance labels, or the
-    connected pieces of a compact semantic foreground) or widths (thin semantic structures).
-    Only fully labelled pairs count (scribbles say nothing of sizes). None when none is."""
-    dense = [p for p in pairs if not (p.targets == IGNORE).any()]
+    connected pieces of a compact semantic foreground) or widths (thin semantic structures),
+    with the size estimator's calibration on up to :data:`CALIBRATION_IMAGES` of them unless
+    ``calibrate`` is False. Only fully labelled pairs count (scribbles say nothing of sizes).
+    None when none is."""
     if task.get("kind") == "instances":
         dense = [p for p in pairs if p.instances is not None]
         labels = [np.asarray(p.instances) for p in dense]
         kind = "objects"
     else:
+        dense = [p for p in pairs if not (p.targets == IGNORE).any()]
         masks = [p.targets > 0 for p in dense]
         if not any(m.any() for m in masks):
             return None
         kind = "widths" if thin_structures(next(m for m in masks if m.any())) else "objects"
         labels = [ndi.label(m)[0] if kind == "objects" else m for m in masks]
-    if not labels:
+    scale = measure_labels(labels, kind)
+    if scale is None:
         return None
-    step = max(1, len(dense) // CALIBRATION_IMAGES)
-    chosen = list(range(0, len(dense), step))[:CALIBRATION_IMAGES]
-    scale = measure_labels(
-        [labels[i] for i in chosen] if kind == "objects" else labels,
-        kind,
-        [dense[i].image for i in chosen] if kind == "objects" else None,
-    )
-    if scale is not None and kind == "objects" and len(chosen) < len(dense):
-        # Sizes from every image; the calibration from the chosen ones.
-        sizes = measure_labels(labels, kind)
-        if sizes is not None:
-            scale = ObjectScale.from_dict({**sizes.to_dict(), "calibration": scale.calibration})
-    if scale is not None and pixel_size:
-        scale = ObjectScale.from_dict({**scale.to_dict(), "pixel_size": pixel_size, "unit": unit})
-    return scale
+    values = scale.to_dict()
+    if calibrate and kind == "objects":
+        step = max(1, len(dense) // CALIBRATION_IMAGES)
+        chosen = list(range(0, len(dense), step))[:CALIBRATION_IMAGES]
+        values["calibration"] = estimator_calibration(
+            [labels[i] for i in chosen], [dense[i].image for i in chosen]
+        )
+    if pixel_size:
+        values.update(pixel_size=pixel_size, unit=unit)
+    return ObjectScale.from_dict(values)
 
 
 def to_model_scale(
@@ -71,7 +75,7 @@ def to_model_scale(
 
     if model_scale is None or not pairs:
         return pairs, 1.0
-    measured = measure_training_scale(pairs, task)
+    measured = measure_training_scale(pairs, task, calibrate=False)  # the size is enough
     if measured is None or measured.kind != model_scale.kind:
         return pairs, 1.0
     factor = target_factor(measured.size, model_scale)
