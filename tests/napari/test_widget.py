@@ -12,7 +12,6 @@ napari = pytest.importorskip("napari")
 from napari.utils.notifications import notification_manager  # noqa: E402
 from tests.conftest import disks_image  # noqa: E402
 
-from napari_unet._napari.session import TRAINED  # noqa: E402
 from napari_unet.core.metrics import MetricAccumulator  # noqa: E402
 
 
@@ -191,8 +190,10 @@ def test_correct_then_train_then_segment_again(dock, qtbot):
     # The user corrects the prediction (here: paints the true objects in).
     predicted.data = (truth > 0).astype(predicted.data.dtype)
     row = train.rows[0]
-    row.image.select(viewer.layers["cells"])
-    row.labels.select(predicted)
+    # The loop's defaults: the layer just corrected, and the model Segment used.
+    assert row.image.layer().name == "cells"
+    assert row.labels.layer().name == predicted.name == "cells U-Net"
+    assert train.start_from.currentText() == "nuclei"
     _tiny_training(train, epochs=8, steps=6)
     _wait(qtbot, train, train.start())
     losses = [p.train_loss for p in train.history if p.epoch_end]
@@ -200,7 +201,9 @@ def test_correct_then_train_then_segment_again(dock, qtbot):
     assert (
         dock.session.trained is not None and dock.session.trained.is_instance_model
     )  # the default
-    assert seg.model.currentText() == TRAINED  # the new model is the default
+    # The new model is the default, named for what it was trained from.
+    assert seg.model.currentText() == dock.session.trained_name
+    assert dock.session.trained_name.startswith("new model")
     assert train.plot.points["train loss"]
 
     # One click: segment with the new model; the result differs from the bundled model's.

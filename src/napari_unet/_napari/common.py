@@ -1,12 +1,15 @@
-"""Small Qt pieces shared by the panels: a layer picker and error reporting."""
+"""Small Qt pieces shared by the panels: a layer picker, error reporting, a section that
+opens and closes."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import weakref
 from typing import Any
 
-from qtpy.QtWidgets import QComboBox, QWidget
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import QComboBox, QToolButton, QVBoxLayout, QWidget
 
 from ..core import UserInputError, available_devices
 
@@ -27,16 +30,39 @@ def _disconnect(viewer: Any, refresh: Any, inserted: Any) -> None:
         pass
 
 
+def on_layer_removed(widget: QWidget, viewer: Any, callback: Any) -> None:
+    """Call ``callback(widget, layer)`` when a layer leaves ``viewer``, for as long as
+    ``widget`` lives: held weakly and disconnected when Qt deletes it (a closed dock must not
+    hear the viewer's later events)."""
+    real = getattr(viewer, "__wrapped__", viewer)
+    me = weakref.ref(widget)
+
+    def removed(event: Any) -> None:
+        target = me()
+        if target is not None:
+            callback(target, event.value)
+
+    real.layers.events.removed.connect(removed)
+
+    def disconnect(*_: Any) -> None:
+        with contextlib.suppress(Exception):  # the viewer went first: nothing left to undo
+            real.layers.events.removed.disconnect(removed)
+
+    widget.destroyed.connect(disconnect)
+
+
 class LayerCombo(QComboBox):
     """Picks a layer of one type (e.g. ``napari.layers.Image``) and follows the layer list."""
+
+    #: The list of layers offered was rebuilt (a layer came, went or was renamed).
+    refreshed = Signal()
 
     def __init__(self, viewer: Any, layer_type: type, parent: QWidget | None = None):
         super().__init__(parent)
         self.viewer = viewer
         self.layer_type = layer_type
         # Long layer names must not widen the dock and squeeze the canvas.
-        self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-        self.setMinimumContentsLength(8)
+        narrow(self, 8)
         # A closed dock's combos are deleted on the Qt side while the viewer lives on: they
         # must stop hearing of its layers, or every later change would raise in them. The
         # viewer's events get plain functions that hold the combo weakly (a deleted widget
@@ -76,6 +102,7 @@ class LayerCombo(QComboBox):
             # The chosen layer changed (the first layer arrived, or the chosen one went):
             # listeners such as the channel-axis guess must hear of it.
             self.currentIndexChanged.emit(self.currentIndex())
+        self.refreshed.emit()
 
     def layer(self) -> Any:
         """The chosen layer, or None."""
@@ -93,6 +120,14 @@ class LayerCombo(QComboBox):
             self.setCurrentIndex(self._layers.index(layer))
 
 
+def narrow(combo: QComboBox, characters: int = 10) -> QComboBox:
+    """Let ``combo`` be as narrow as ``characters`` letters: long item texts are elided in the
+    box (and shown whole in its list) instead of widening the dock."""
+    combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(characters)
+    return combo
+
+
 def device_combo(parent: QWidget | None = None) -> QComboBox:
     combo = QComboBox(parent)
     combo.addItems(["auto", *available_devices()])
@@ -106,6 +141,10 @@ def error_message(error: BaseException) -> str:
     if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
         return "Out of memory: use a smaller batch size, patch size or tile size, or the CPU."
     log.exception("napari-unet job failed", exc_info=error)
+    if isinstance(error, ValueError) and str(error):
+        # A value the user gave that a library refused: the message says it, the class
+        # name would only look like a crash (the traceback is in the log).
+        return str(error)
     return f"{type(error).__name__}: {error}"
 
 
@@ -124,3 +163,35 @@ def notify_error(error: BaseException) -> str:
     message = error_message(error)
     show_error(message)
     return message
+
+
+class Disclosure(QWidget):
+    """A titled section that opens and closes (▸ / ▾): what most users need stays in view,
+    the rest one click away. Closed content is hidden, not squeezed, so the dock keeps a
+    narrow width and nothing in it is clipped."""
+
+    def __init__(self, title: str, parent: QWidget | None = None, *, expanded: bool = False):
+        super().__init__(parent)
+        self.toggle = QToolButton(self)
+        self.toggle.setText(title)
+        self.toggle.setCheckable(True)
+        self.toggle.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        self.toggle.setStyleSheet("QToolButton { border: none; font-weight: bold; }")
+        self.body = QWidget(self)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.toggle)
+        layout.addWidget(self.body)
+        self.toggle.toggled.connect(self._show)
+        self.toggle.setChecked(expanded)
+        self._show(expanded)
+
+    def _show(self, expanded: bool) -> None:
+        self.toggle.setArrowType(Qt.DownArrow if expanded else Qt.RightArrow)
+        self.body.setVisible(expanded)
+
+    def set_expanded(self, expanded: bool) -> None:
+        self.toggle.setChecked(expanded)
+
+    def is_expanded(self) -> bool:
+        return self.toggle.isChecked()

@@ -11,7 +11,7 @@ from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
 from ..core.network.devices import warm_up
 from .common import notify_info
 from .segment import SegmentPanel
-from .session import TRAINED, Session
+from .session import Session
 from .train import TrainPanel
 
 
@@ -35,6 +35,10 @@ class UNetWidget(QWidget):
             scroll.setWidget(panel)
             self.tabs.addTab(scroll, title)
         self.train.segment_requested.connect(self.segment_with_trained)
+        # Corrections are made on the canvas: when the user comes to Train, offer them.
+        self.tabs.currentChanged.connect(
+            lambda index: index == 1 and [row.suggest_labels() for row in self.train.rows]
+        )
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs)
         # Pay torch's one-off start-up costs (the optimiser's first use imports torch._dynamo:
@@ -67,7 +71,8 @@ class UNetWidget(QWidget):
         if stopped:
             notify_info(
                 f"U-Net dock closed: {' and '.join(stopped)} stopped. A model trained so far "
-                f"stays available: open the U-Net dock again and choose '{TRAINED}'."
+                "stays available: open the U-Net dock again and choose it in Segment's model "
+                "list (listed as '... fine-tuned' or 'new model' with the time it finished)."
             )
 
     @staticmethod
@@ -78,6 +83,6 @@ class UNetWidget(QWidget):
         """Switch to Segment and run the model just trained on ``image_layer``."""
         if image_layer is not None:
             self.segment.image.select(image_layer)
-        self.segment.refresh_models(select=TRAINED)
+        self.segment.refresh_models(select=self.session.trained_name)
         self.tabs.setCurrentIndex(0)
         return self.segment.segment()

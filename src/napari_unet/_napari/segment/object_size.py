@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QWidget
+from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QGridLayout, QLabel, QPushButton, QWidget
 
 from ...core import ModelFile
 from ...core.predict.scale import ScaleChoice, estimate_image_scale
+from ..common import narrow
 from ..layers import layer_array
 
 MODES = {
@@ -36,7 +37,7 @@ class ObjectSizeRow(QWidget):
     def __init__(self, viewer: Any, parent: QWidget | None = None):
         super().__init__(parent)
         self.viewer = viewer
-        self.mode = QComboBox(self)
+        self.mode = narrow(QComboBox(self), 8)
         self.mode.addItems(list(MODES))
         self.mode.setToolTip(MODE_HELP)
         self.size = QDoubleSpinBox(self, decimals=1, minimum=0.5, maximum=10000.0, value=20.0)
@@ -52,11 +53,12 @@ class ObjectSizeRow(QWidget):
         )
         self.found = QLabel("", self)
         self.found.setWordWrap(True)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.mode, 2)
-        row.addWidget(self.size, 1)
-        row.addWidget(self.estimate_button)
+        # Two lines: the dock stays narrow.
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.addWidget(self.mode, 0, 0, 1, 2)
+        grid.addWidget(self.size, 1, 0)
+        grid.addWidget(self.estimate_button, 1, 1)
 
     def options(self, layer: Any, spatial_dims: int) -> dict[str, Any]:
         """``object_size`` and ``pixel_size`` for :meth:`~napari_unet.core.Segmenter.predict`."""

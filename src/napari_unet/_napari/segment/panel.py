@@ -12,7 +12,6 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QMessageBox,
@@ -23,12 +22,27 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ...core import ModelFile, Segmenter, bundled_models, iter_predict_stack, load_model
+from ...core import (
+    ModelFile,
+    Segmenter,
+    UserInputError,
+    bundled_models,
+    iter_predict_stack,
+    load_model,
+)
 from ...core.errors import CodeNotTrusted
 from ...core.interop.open import load_any_model
-from ..common import LayerCombo, device_combo, notify_error, notify_info
+from ..common import (
+    Disclosure,
+    LayerCombo,
+    device_combo,
+    narrow,
+    notify_error,
+    notify_info,
+    on_layer_removed,
+)
 from ..layers import guess_channel_axis, layer_array, shown_block, spatial_transform, write_labels
-from ..session import TRAINED, Session
+from ..session import Session
 from .object_size import ObjectSizeRow
 
 OUTPUTS = {
@@ -36,6 +50,12 @@ OUTPUTS = {
     "semantic (class per pixel)": "semantic",
     "probability image": "probabilities",
 }
+
+
+NO_IMAGE_HINT = (
+    "Open an image layer to segment (File > Open Files, or File > Open Sample > "
+    "U-Net segmentation for a nuclei or a retina image)."
+)
 
 
 def segment_job(model: ModelFile, device: str, cache: dict, image: Any, **options: Any):
@@ -75,20 +95,27 @@ class SegmentPanel(QWidget):
 
         self.image = LayerCombo(viewer, napari.layers.Image, self)
         self.image.currentIndexChanged.connect(self._guess_axes)
-        self.model = QComboBox(self)
+        # Saved models are named by their path: long names must not widen the dock.
+        self.model = narrow(QComboBox(self), 8)
         self.load_button = QPushButton("Load…", self)
         self.load_button.clicked.connect(self._load_dialog)
         model_row = QHBoxLayout()
         model_row.addWidget(self.model, 1)
         model_row.addWidget(self.load_button)
         self.device = device_combo(self)
-        self.output = QComboBox(self)
+        self.output = narrow(QComboBox(self))
         self.output.addItems(OUTPUTS)
 
         advanced = self._advanced_box()
 
         self.run_button = QPushButton("Segment", self)
         self.run_button.clicked.connect(self.segment)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button, 2)
+        buttons.addWidget(self.cancel_button, 1)
         self.progress = QProgressBar(self)
         self.progress.setRange(0, 1000)
         self.status = QLabel("", self)
@@ -106,15 +133,21 @@ class SegmentPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(advanced)
-        layout.addWidget(self.run_button)
+        layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addStretch(1)
 
+        self._running_layer: Any = None
+        self._cancel_reason: str | None = None
+        on_layer_removed(self, viewer, SegmentPanel._layer_removed)
         session.model_changed.connect(self._on_trained)
+        session.trained_renamed.connect(self._on_renamed)
         self.model.currentIndexChanged.connect(self._suggest_output)
         self.refresh_models()
         self._guess_axes()
+        self.image.currentIndexChanged.connect(self._update_buttons)
+        self._update_buttons()
 
     # ------------------------------------------------------------ choices
 
@@ -122,18 +155,27 @@ class SegmentPanel(QWidget):
         current = select or self.model.currentText()
         self.model.blockSignals(True)
         self.model.clear()
-        if self.session.trained is not None:
-            self.model.addItem(TRAINED)
+        if self.session.trained_name is not None:
+            self.model.addItem(self.session.trained_name)
         self.model.addItems(list(bundled_models()))
-        self.model.addItems(list(self._files))
+        self.model.addItems([path for path in self._files if path != self.session.trained_name])
         index = self.model.findText(current)
         self.model.setCurrentIndex(max(index, 0))
         self.model.blockSignals(False)
         self._suggest_output()
 
     def _on_trained(self) -> None:
-        # A freshly trained model becomes the default: Segment is then one click.
-        self.refresh_models(select=TRAINED)
+        # A freshly trained model becomes the default (Segment is then one click), unless it
+        # scored nothing on the held-out data.
+        current = self.model.currentText()
+        if self.session.trained_selectable:
+            current = self.session.trained_name or current
+        elif current not in bundled_models() and current not in self._files:
+            current = next(iter(bundled_models()), current)  # the model it replaced is gone
+        self.refresh_models(select=current)
+
+    def _on_renamed(self, old: str, new: str) -> None:
+        self.refresh_models(select=new if self.model.currentText() == old else None)
 
     def add_model_file(self, path: str, *, trust_code: bool | None = None) -> None:
         """Load a model file or bioimage.io package and select it (errors become
@@ -173,15 +215,18 @@ class SegmentPanel(QWidget):
         if path:
             self.add_model_file(path)
 
-    def _advanced_box(self) -> QGroupBox:
+    def _advanced_box(self) -> Disclosure:
         """Thresholds, smallest object, tile size, the slice shown only, TTA."""
-        self.channel_axis = QComboBox(self)
+        self.channel_axis = narrow(QComboBox(self), 8)
         self.threshold = QDoubleSpinBox(
             self, minimum=0.01, maximum=0.99, singleStep=0.05, value=0.5
         )
         # 0 shows as "auto": a tenth of the area of the model's median object.
         self.min_size = QSpinBox(self, minimum=0, maximum=10**6, value=0)
         self.min_size.setSpecialValueText("auto")
+        self.min_size.setToolTip(
+            "smaller objects are removed (auto: a tenth of the area of the model's median object)"
+        )
         self.seed_threshold = QDoubleSpinBox(
             self, minimum=0.05, maximum=0.95, singleStep=0.05, value=0.5
         )
@@ -191,16 +236,21 @@ class SegmentPanel(QWidget):
         # 0 shows as "auto": the whole image in one window when it fits, else large tiles.
         self.tile_size = QSpinBox(self, minimum=0, maximum=8192, singleStep=64, value=0)
         self.tile_size.setSpecialValueText("auto")
-        self.current_only = QCheckBox("only the slice / time point shown", self)
-        self.tta = QCheckBox("test-time augmentation (8x slower)", self)
-        self.tta.setToolTip(
-            "average over the 8 flips and rotations of the image: a little more accurate"
+        self.current_only = QCheckBox("only the slice shown", self)
+        self.current_only.setToolTip(
+            "segment only the slice (or time point) the viewer shows, not the whole stack"
         )
-        advanced = QGroupBox("Advanced", self)
-        adv = QFormLayout(advanced)
+        self.tta = QCheckBox("test-time augmentation", self)
+        self.tta.setToolTip(
+            "average over the 8 flips and rotations of the image: a little more accurate, "
+            "8 times slower"
+        )
+        advanced = Disclosure("Advanced", self)
+        adv = QFormLayout(advanced.body)
+        adv.setContentsMargins(12, 0, 0, 0)
         adv.addRow("channel axis", self.channel_axis)
         adv.addRow("threshold", self.threshold)
-        adv.addRow("smallest object (px)", self.min_size)
+        adv.addRow("min. size (px)", self.min_size)
         adv.addRow("seed threshold", self.seed_threshold)
         adv.addRow("tile size", self.tile_size)
         adv.addRow(self.current_only)
@@ -209,7 +259,7 @@ class SegmentPanel(QWidget):
 
     def selected_model(self) -> ModelFile:
         name = self.model.currentText()
-        if name == TRAINED and self.session.trained is not None:
+        if self.session.is_trained(name) and self.session.trained is not None:
             return self.session.trained
         if name in self._files:
             return self._files[name]
@@ -271,8 +321,12 @@ class SegmentPanel(QWidget):
         except Exception as err:
             self.last_message = notify_error(err)
             return None
+        name = self.model.currentText()
+        self.session.set_used(name)
         self.busy = True
+        self._running_layer = layer
         self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
         self.status.setText(f"segmenting {layer.name}…")
         worker = create_worker(
@@ -286,9 +340,10 @@ class SegmentPanel(QWidget):
             _connect={  # handlers given here, or superqt re-raises errors in the GUI thread
                 "yielded": self._on_progress,
                 "returned": lambda result: self._show(
-                    result, layer, channel_axis, index, output, model
+                    result, layer, channel_axis, index, output, model, name
                 ),
                 "errored": self._failed,
+                "aborted": self._cancelled,
                 "finished": self._done,
             },
         )
@@ -308,13 +363,47 @@ class SegmentPanel(QWidget):
         usable."""
         layer = self.image.layer()
         if layer is None:
-            self.last_message = notify_error(ValueError("Open or choose an image layer first."))
+            self.last_message = notify_error(UserInputError(NO_IMAGE_HINT))
             return None
         try:
             return layer, self.selected_model()
         except Exception as err:
             self.last_message = notify_error(err)
             return None
+
+    def _update_buttons(self, *_: Any) -> None:
+        """Segment and *estimate* need an image layer: disabled, with a hint, without one."""
+        has_image = self.image.layer() is not None
+        self.run_button.setEnabled(has_image and not self.busy)
+        self.object_size.estimate_button.setEnabled(has_image)
+        self.run_button.setToolTip("" if has_image else NO_IMAGE_HINT)
+        if not has_image and not self.busy:
+            self.status.setText(NO_IMAGE_HINT)
+        elif self.status.text() == NO_IMAGE_HINT:
+            self.status.setText("")
+
+    def cancel(self) -> None:
+        """The Cancel button: stop after the current tiles; nothing is written."""
+        if self.busy and self.worker is not None:
+            self.status.setText("cancelling…")
+            self.worker.quit()
+
+    def _layer_removed(self, layer: Any) -> None:
+        # Its result could not be shown: stop now rather than finish and discard.
+        if self.busy and layer is self._running_layer:
+            self._cancel_reason = (
+                f"The image layer {layer.name!r} was removed while it was segmented: "
+                "segmenting stopped, nothing was written."
+            )
+            self.cancel()
+
+    def _cancelled(self) -> None:
+        if self._closed:
+            return
+        reason, self._cancel_reason = self._cancel_reason, None
+        self.last_message = notify_info(reason) if reason else "cancelled; nothing was written"
+        self.status.setText(self.last_message)
+        self.progress.setValue(0)
 
     def stop(self) -> None:
         """Abandon the running segmentation (its result is not written)."""
@@ -332,8 +421,10 @@ class SegmentPanel(QWidget):
 
     def _done(self) -> None:
         self.busy = False
+        self._running_layer = None
         if not self._closed:
-            self.run_button.setEnabled(True)
+            self.cancel_button.setEnabled(False)
+            self._update_buttons()
 
     def _failed(self, error: BaseException) -> None:
         if self._closed:
@@ -350,6 +441,7 @@ class SegmentPanel(QWidget):
         index: Any,
         output: str,
         model: ModelFile,
+        model_name: str,
     ) -> None:
         if self._closed:
             return
@@ -384,12 +476,13 @@ class SegmentPanel(QWidget):
             layer,
             channel_axis,
             index=index,
-            model=self.model.currentText(),
+            model=model_name,
+            image=layer.name,
         )
         found = int(result.labels.max()) if output == "instances" else None
         self.last_message = (
             f"{target.name}: {found} objects" if found is not None else f"{target.name} written"
-        ) + f" (device: {result.device})"
+        ) + f" (model: {model_name}; device: {result.device})"
         if result.scale is not None:
             self.last_message += f"; {result.scale.describe()}"
         self.object_size.show_choice(result.scale)

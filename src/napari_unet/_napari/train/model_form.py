@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QSpinBox, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QSpinBox, QWidget
 
 from ...core import Preprocessing
 from ...core.train.defaults import TrainingDefaults
+from ..common import Disclosure, narrow
 
 PADDINGS = {"same": "same", "valid (the paper's)": "valid"}
 MODEL_KINDS = {"instances (objects)": "instances", "semantic (classes)": "semantic"}
@@ -23,12 +24,13 @@ INVERT_MODES = {
 }
 
 
-class NewModelForm(QGroupBox):
-    """The settings of a new model; the Train panel enables it when starting from scratch."""
+class NewModelForm(Disclosure):
+    """The settings of a new model; the Train panel opens it when starting from scratch and
+    closes it when starting from a model."""
 
     def __init__(self, defaults: TrainingDefaults, parent: QWidget | None = None):
-        super().__init__("New model (when starting from scratch)", parent)
-        self.kind = QComboBox(self)
+        super().__init__("New model", parent)
+        self.kind = narrow(QComboBox(self))
         self.kind.addItems(list(MODEL_KINDS))
         self.kind.setToolTip(
             "instances: one label per object, touching objects split (labels must be one "
@@ -43,46 +45,46 @@ class NewModelForm(QGroupBox):
         self.kind.currentTextChanged.connect(
             lambda text: self.classes.setEnabled(MODEL_KINDS[text] == "semantic")
         )
-        self.padding = QComboBox(self)
+        self.padding = narrow(QComboBox(self))
         self.padding.addItems(list(PADDINGS))
         self.padding.setToolTip(
             "same: padded convolutions (default); valid: the U-Net paper's unpadded "
             "convolutions, trained on tile centres and predicted overlap-tile with mirrored "
             "borders (slower; cannot be exported to ONNX/bioimage.io)"
         )
-        form = QFormLayout(self)
+        form = QFormLayout(self.body)
+        form.setContentsMargins(12, 0, 0, 0)
         form.addRow("output", self.kind)
         form.addRow("dimensions", self.dims)
         form.addRow("depth", self.depth)
         form.addRow("base features", self.base)
         form.addRow("classes", self.classes)
         form.addRow("padding", self.padding)
-        form.addRow("input", self._input_row())
+        self._input_widgets()
+        form.addRow("input", self.input_mode)
+        form.addRow("input channel", self.input_channel)
+        form.addRow("intensities", self.invert)
 
-    def _input_row(self) -> QHBoxLayout:
-        self.input_mode = QComboBox(self)
+    def _input_widgets(self) -> None:
+        """What the model reads of each image: the channels and which way round."""
+        self.input_mode = narrow(QComboBox(self), 6)
         self.input_mode.addItems(list(INPUT_MODES))
         self.input_mode.setToolTip(
             "which channels of the image the model reads: all of them, their grey value, or one "
             "channel only (e.g. channel 1, the green channel of RGB fundus photographs)"
         )
-        self.input_channel = QSpinBox(self, minimum=0, maximum=63, value=1, prefix="channel ")
+        self.input_channel = QSpinBox(self, minimum=0, maximum=63, value=1)
         self.input_channel.setEnabled(False)
         self.input_mode.currentTextChanged.connect(
             lambda text: self.input_channel.setEnabled(INPUT_MODES[text] == "single")
         )
-        self.invert = QComboBox(self)
+        self.invert = narrow(QComboBox(self))
         self.invert.addItems(list(INVERT_MODES))
         self.invert.setToolTip(
             "intensities as they are, or upside down: 'inverted where the background is "
             "bright' lets one model read fluorescence (bright nuclei on dark) and H&E or "
             "brightfield images (dark nuclei on bright) the same way round"
         )
-        row = QHBoxLayout()
-        row.addWidget(self.input_mode)
-        row.addWidget(self.input_channel)
-        row.addWidget(self.invert)
-        return row
 
     @property
     def spatial_dims(self) -> int:

@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from qtpy.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QWidget
+from qtpy.QtWidgets import QComboBox, QFrame, QGridLayout, QLabel, QPushButton, QWidget
 
 from ...core import Preprocessing, UserInputError, prepare_pair
 from ...core.train.corrections import correction_blocks
 from ...core.train.data import TrainingPair
 from ...core.train.targets import annotated_blocks
-from ..common import LayerCombo
-from ..layers import METADATA_KEY, guess_channel_axis, layer_array
+from ..common import LayerCombo, narrow
+from ..layers import METADATA_KEY, guess_channel_axis, layer_array, was_edited
 
 LABEL_KINDS = {"dense": "dense", "scribbles": "scribbles", "strokes on a prediction": "corrections"}
 LABEL_KIND_HELP = (
@@ -29,8 +29,9 @@ PREDICTION_HELP = (
 )
 
 
-class PairRow(QWidget):
-    """One training pair: an image layer, its labels layer and the kind of labels."""
+class PairRow(QFrame):
+    """One training pair: an image layer, its labels layer and the kind of labels, one under
+    the other (the dock stays narrow)."""
 
     def __init__(self, viewer: Any, parent: QWidget | None = None):
         super().__init__(parent)
@@ -38,23 +39,54 @@ class PairRow(QWidget):
 
         self.image = LayerCombo(viewer, napari.layers.Image, self)
         self.labels = LayerCombo(viewer, napari.layers.Labels, self)
-        self.kind = QComboBox(self)
+        self.kind = narrow(QComboBox(self))
         self.kind.addItems(LABEL_KINDS)
         self.kind.setToolTip(LABEL_KIND_HELP)
         self.prediction = LayerCombo(viewer, napari.layers.Labels, self)
         self.prediction.setToolTip(PREDICTION_HELP)
         self.prediction.setVisible(False)
         self.kind.currentIndexChanged.connect(self._show_prediction)
+        # Until the user picks labels, they follow the loop: the prediction of the chosen
+        # image that the user corrected.
+        self._labels_picked = False
+        self.labels.activated.connect(self._picked)
+        self.image.currentIndexChanged.connect(self.suggest_labels)
+        self.labels.refreshed.connect(self.suggest_labels)
         self.remove = QPushButton("✕", self)
         self.remove.setToolTip("remove this pair")
         self.remove.setMaximumWidth(28)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.image, 2)
-        layout.addWidget(self.labels, 2)
-        layout.addWidget(self.kind, 2)
-        layout.addWidget(self.prediction, 2)
-        layout.addWidget(self.remove)
+        self.prediction_label = QLabel("corrects", self)
+        self.prediction_label.setVisible(False)
+        self.setFrameShape(QFrame.StyledPanel)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(4, 4, 4, 4)
+        rows = (("image", self.image), ("labels", self.labels), ("kind", self.kind))
+        for row, (text, widget) in enumerate(rows):
+            grid.addWidget(QLabel(text, self), row, 0)
+            grid.addWidget(widget, row, 1)
+        grid.addWidget(self.prediction_label, 3, 0)
+        grid.addWidget(self.prediction, 3, 1)
+        grid.addWidget(self.remove, 0, 2)
+        grid.setColumnStretch(1, 1)
+
+    def _picked(self, *_: Any) -> None:
+        self._labels_picked = True
+
+    def suggest_labels(self, *_: Any) -> None:
+        """Choose the labels Segment wrote for the chosen image, the latest corrected one
+        first, unless the user picked labels themselves."""
+        image = self.image.layer()
+        if self._labels_picked or image is None:
+            return
+        written = [
+            layer
+            for layer in self.labels.layers()
+            if (layer.metadata.get(METADATA_KEY) or {}).get("image") == image.name
+            or layer.name == f"{image.name} U-Net"
+        ]
+        if written:
+            edited = [layer for layer in written if was_edited(layer)]
+            self.labels.select((edited or written)[-1])
 
     @property
     def label_mode(self) -> str:
@@ -67,6 +99,7 @@ class PairRow(QWidget):
     def _show_prediction(self, *_: Any) -> None:
         corrections = self.label_mode == "corrections"
         self.prediction.setVisible(corrections)
+        self.prediction_label.setVisible(corrections)
         if corrections:
             # Offer a layer Segment wrote (other than the strokes) rather than the first one.
             written = [

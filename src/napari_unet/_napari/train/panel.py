@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -37,9 +38,9 @@ from ...core import (
 from ...core.train.defaults import training_defaults
 from ...core.train.planner import describe_plan
 from ...core.train.validation import KEPT_START
-from ..common import notify_error
+from ..common import narrow, notify_error
 from ..layers import guess_channel_axis, layer_array, shown_block, spatial_transform
-from ..session import TRAINED, Session
+from ..session import Session
 from .job import Preview, train_job, trainer_factory
 from .loss_plot import LossPlot
 from .model_form import NewModelForm
@@ -64,13 +65,14 @@ class TrainPanel(QWidget):
         self.last_message = ""
         self.history: list[TrainProgress] = []
         self._job_failed = False
+        self._base_name: str | None = None  # what the current run started from
         self._closed = False  # the widget was destroyed (viewer closed): callbacks do nothing
 
         layout = QVBoxLayout(self)
         layout.addWidget(self._data_box())
         # The CLI's defaults for a 2D model on this machine's device (core/train/defaults.py).
         defaults = training_defaults(2, "auto")
-        self.start_from = QComboBox(self)
+        self.start_from = narrow(QComboBox(self), 8)
         self.new_model = NewModelForm(defaults, self)
         self.settings = TrainingSettings(defaults, self)
         form = QFormLayout()
@@ -91,7 +93,10 @@ class TrainPanel(QWidget):
         self.add_row()
         session.model_changed.connect(self.refresh_start_choices)
         session.loaded_changed.connect(self.refresh_start_choices)
-        self.refresh_start_choices()
+        session.trained_renamed.connect(self._on_renamed)
+        session.used_changed.connect(self._follow_segment)
+        # A dock opened again after Segment ran starts from that model.
+        self.refresh_start_choices(select=session.used)
         self._set_running(False)
 
     def _data_box(self) -> QGroupBox:
@@ -132,13 +137,18 @@ class TrainPanel(QWidget):
         # A new dimensionality or device brings its own defaults (core/train/defaults.py).
         self.new_model.dims.currentTextChanged.connect(self._apply_defaults)
         self.settings.device.currentTextChanged.connect(self._apply_defaults)
-        self.start_from.currentTextChanged.connect(
-            lambda text: self.new_model.setEnabled(text == NEW_MODEL)
-        )
+        self.start_from.currentTextChanged.connect(self._show_new_model)
         for changed in (self.start_from.currentTextChanged, self.settings.minutes.valueChanged):
             changed.connect(self._show_planned_fields)
         self.settings.plan.toggled.connect(self._show_planned_fields)
         self._show_planned_fields()
+
+    def _show_new_model(self, text: str) -> None:
+        """The new model's settings matter only when starting from scratch: open then, closed
+        (and inactive) when starting from a model."""
+        new = text == NEW_MODEL
+        self.new_model.setEnabled(new)
+        self.new_model.set_expanded(new)
 
     # ------------------------------------------------------------ data rows
 
@@ -155,18 +165,37 @@ class TrainPanel(QWidget):
             row.setParent(None)
             row.deleteLater()
 
-    def refresh_start_choices(self) -> None:
-        current = self.start_from.currentText()
+    def refresh_start_choices(self, select: str | None = None) -> None:
+        """List what training can start from, keeping the choice (or taking ``select``)."""
+        previous = self.start_from.currentText()
+        current = select or previous
+        self.start_from.blockSignals(True)
         self.start_from.clear()
         self.start_from.addItem(NEW_MODEL)
-        if self.session.trained is not None:
-            self.start_from.addItem(TRAINED)
+        if self.session.trained_name is not None:
+            self.start_from.addItem(self.session.trained_name)
         self.start_from.addItems(list(bundled_models()))
         # Loaded models of our own U-Net (files and packages) are fine-tunable; others are not.
         self.start_from.addItems(
-            [p for p, m in self.session.loaded.items() if isinstance(m, ModelFile)]
+            [
+                path
+                for path, model in self.session.loaded.items()
+                if isinstance(model, ModelFile) and path != self.session.trained_name
+            ]
         )
         self.start_from.setCurrentIndex(max(self.start_from.findText(current), 0))
+        self.start_from.blockSignals(False)
+        if self.start_from.currentText() != previous:  # a list refreshed keeps sections as set
+            self._show_new_model(self.start_from.currentText())
+            self._show_planned_fields()
+
+    def _follow_segment(self, name: str) -> None:
+        """The loop: the model Segment just used is what its corrections will fine-tune."""
+        if not self.busy and self.start_from.findText(name) >= 0:
+            self.start_from.setCurrentText(name)
+
+    def _on_renamed(self, old: str, new: str) -> None:
+        self.refresh_start_choices(select=new if self.start_from.currentText() == old else None)
 
     # ------------------------------------------------------------ running
 
@@ -174,7 +203,7 @@ class TrainPanel(QWidget):
         choice = self.start_from.currentText()
         if choice == NEW_MODEL:
             return None
-        if choice == TRAINED:
+        if self.session.is_trained(choice):
             return self.session.trained
         if isinstance(self.session.loaded.get(choice), ModelFile):
             return self.session.loaded[choice]
@@ -240,6 +269,8 @@ class TrainPanel(QWidget):
         self.trainer = None
         self.history = []
         self.plot.clear()
+        start = self.start_from.currentText()
+        self._base_name = None if start == NEW_MODEL else start
         try:
             factory = self._make_trainer_factory()
         except Exception as err:
@@ -267,6 +298,10 @@ class TrainPanel(QWidget):
         if factory and self._planning():
             preparing = "preparing the training data and timing a few settings for the budget…"
         self.status.setText(preparing if factory else "resuming…")
+        # The loss plot is what to watch now: close the settings and bring it into view.
+        self.new_model.set_expanded(False)
+        self.settings.advanced.set_expanded(False)
+        QTimer.singleShot(0, self._reveal_plot)
         # Handlers passed at creation: superqt would otherwise re-raise errors in the GUI thread.
         worker = create_worker(
             train_job,
@@ -283,6 +318,16 @@ class TrainPanel(QWidget):
         )
         self.worker = worker
         return worker
+
+    def _reveal_plot(self) -> None:
+        scroll = self.parent()
+        while scroll is not None and not isinstance(scroll, QScrollArea):
+            scroll = scroll.parent()
+        if scroll is not None and not self._closed:
+            # The closed sections' space must be gone before the plot's place is known.
+            self.layout().activate()
+            scroll.widget().resize(scroll.widget().width(), self.sizeHint().height())
+            scroll.ensureWidgetVisible(self.plot, 0, 0)
 
     def stop(self) -> None:
         """Stop after the current step; the best model so far is kept."""
@@ -356,18 +401,34 @@ class TrainPanel(QWidget):
         self._set_running(False)
         failed, self._job_failed = self._job_failed, False
         if self.trainer is not None and self.trainer.state.step > 0:
-            # Segment needs the weights only; resuming keeps using self.trainer.
-            self.session.set_trained(self.trainer.model_file(include_training_state=False))
-            self.segment_button.setEnabled(True)
-            best = self.trainer.state.best_score
-            done = f"trained {self.trainer.state.step} steps"
-            if best is not None and self.trainer.val_pairs:
-                done += f", best validation {self.trainer.score_name} {best:.3f}"
-            if self.trainer.kept_start:
-                done += "; " + KEPT_START
+            done = self._keep_trained(self.trainer)
             if not failed:  # a failure's message (e.g. divergence) stays on screen
-                self.last_message = done + "; the model is selected in Segment"
-                self.status.setText(self.last_message)
+                self.last_message = done
+                self.status.setText(done)
+
+    def _keep_trained(self, trainer: Trainer) -> str:
+        """Hand the trained model to the session (selected in Segment unless it scored 0 on
+        held-out data); returns what to tell the user."""
+        best = trainer.state.best_score
+        scored_nothing = bool(trainer.val_pairs) and best is not None and best <= 0
+        # Segment needs the weights only; resuming keeps using the trainer.
+        name = self.session.set_trained(
+            trainer.model_file(include_training_state=False),
+            self._base_name,
+            selectable=not scored_nothing,
+        )
+        self.segment_button.setEnabled(True)
+        done = f"'{name}': trained {trainer.state.step} steps"
+        if best is not None and trainer.val_pairs:
+            done += f", best validation {trainer.score_name} {best:.3f}"
+        if trainer.kept_start:
+            done += "; " + KEPT_START
+        if scored_nothing:
+            return done + (
+                "; not selected in Segment: it found nothing right on the held-out images "
+                "(train longer, or check the labels)"
+            )
+        return done + "; selected in Segment"
 
     def _set_running(self, running: bool) -> None:
         self.busy = running
@@ -384,6 +445,8 @@ class TrainPanel(QWidget):
         if self.trainer is None:
             raise UserInputError("nothing to save: train a model first")
         save_model(self.trainer.model_file(), path)
+        if self.session.trained is not None:
+            self.session.rename_trained(path)
         self.last_message = f"model saved to {path}"
         self.status.setText(self.last_message)
 

@@ -15,7 +15,7 @@ from qtpy.QtWidgets import (
 
 from ...core import TrainConfig
 from ...core.train.defaults import TrainingDefaults
-from ..common import device_combo
+from ..common import Disclosure, device_combo
 
 
 class TrainingSettings(QWidget):
@@ -26,7 +26,7 @@ class TrainingSettings(QWidget):
         self.epochs = QSpinBox(self, minimum=1, maximum=100000, value=20)
         self.minutes = QDoubleSpinBox(self, minimum=0, maximum=10000, value=0, decimals=1)
         self.minutes.setSpecialValueText("no limit")
-        self.plan = QCheckBox("plan network and patches for the time budget", self)
+        self.plan = QCheckBox("plan the network for the budget", self)
         self.plan.setChecked(True)
         self.plan.setToolTip(
             "for a new model with a time budget: time a few settings on your data and this "
@@ -49,32 +49,35 @@ class TrainingSettings(QWidget):
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("epochs", self.epochs)
         form.addRow("time budget (min)", self.minutes)
-        form.addRow("", self.plan)
-        form.addRow("steps per epoch", self.steps)
-        form.addRow("learning rate", self.lr)
-        form.addRow("patch size", self.patch)
-        form.addRow("batch size", self.batch)
-        form.addRow("validation fraction", self.val_fraction)
-        form.addRow("", self._augment_row())
+        form.addRow(self.plan)
         form.addRow("device", self.device)
         form.addRow(self._preview_row())
+        # What a newcomer need not touch: one click away, closed.
+        self.advanced = Disclosure("Advanced training settings", self)
+        more = QFormLayout(self.advanced.body)
+        more.setContentsMargins(12, 0, 0, 0)
+        more.addRow("steps per epoch", self.steps)
+        more.addRow("learning rate", self.lr)
+        more.addRow("patch size", self.patch)
+        more.addRow("batch size", self.batch)
+        more.addRow("validation fraction", self.val_fraction)
+        self._augment_widgets()
+        more.addRow(self.augment)
+        more.addRow("zoom up to", self.zoom)
+        form.addRow(self.advanced)
 
-    def _augment_row(self) -> QHBoxLayout:
+    def _augment_widgets(self) -> None:
         self.augment = QCheckBox("augmentation", self)
         self.augment.setChecked(True)
         # Zoom rescales each patch (core TrainConfig.zoom); 1 leaves sizes as labelled.
         self.zoom = QDoubleSpinBox(self, decimals=2, minimum=1.0, maximum=4.0, singleStep=0.1)
         self.zoom.setValue(1.0)
-        self.zoom.setPrefix("zoom up to x")
+        self.zoom.setPrefix("x")
         self.zoom.setToolTip(
             "rescale each training patch by a random factor between 1/zoom and zoom (1: never);"
             " try 1.5 when the objects to segment vary in size more than the labelled ones"
         )
         self.augment.toggled.connect(self.zoom.setEnabled)
-        row = QHBoxLayout()
-        row.addWidget(self.augment)
-        row.addWidget(self.zoom)
-        return row
 
     def _preview_row(self) -> QHBoxLayout:
         self.preview = QCheckBox("live preview every", self)
