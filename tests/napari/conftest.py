@@ -15,3 +15,15 @@ def dock(make_napari_viewer):
     _, widget = viewer.window.add_plugin_dock_widget("napari-unet-torch", "U-Net")
     assert isinstance(widget, UNetWidget)
     return widget
+
+
+@pytest.fixture(autouse=True)
+def _remembered_settings_in_tmp(tmp_path_factory):
+    """Docks opened by tests remember their settings in a folder of their own, never in the
+    user's store, and start from the defaults."""
+    pytest.importorskip("napari")
+    from qtpy.QtCore import QSettings
+
+    folder = tmp_path_factory.mktemp("settings")
+    QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, str(folder))
+    yield folder

@@ -15,6 +15,10 @@ from ..core import UserInputError, available_devices
 
 log = logging.getLogger("napari_unet")
 
+#: Keyboard shortcuts of the dock (Ctrl is Cmd on macOS), chosen apart from napari's own and
+#: from Ctrl+Shift+U (Unicode entry in Linux input methods).
+SHORTCUTS = {"Segment": "Ctrl+Shift+G", "Train": "Ctrl+Shift+B"}
+
 
 def _disconnect(viewer: Any, refresh: Any, inserted: Any) -> None:
     """Take a deleted combo's callbacks off the viewer's layer events. It runs while Qt
@@ -195,3 +199,33 @@ class Disclosure(QWidget):
 
     def is_expanded(self) -> bool:
         return self.toggle.isChecked()
+
+
+class ActivityProgress:
+    """A job's progress in napari's activity dock (beside the panel's own bar): napari's
+    ``progress``, driven from the GUI thread by the job's updates."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def start(self, description: str, total: int) -> None:
+        from napari.utils import progress
+
+        self.close()
+        self._bar = progress(total=max(int(total), 1), desc=description)
+
+    def set(self, done: int, total: int | None = None) -> None:
+        """Show ``done`` of ``total`` (the total may grow, as a resumed training's does)."""
+        if self._bar is None:
+            return
+        if total is not None and total != self._bar.total:
+            self._bar.total = max(int(total), 1)
+        step = int(done) - int(self._bar.n)
+        if step > 0:
+            self._bar.update(step)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            bar, self._bar = self._bar, None
+            with contextlib.suppress(Exception):  # its dock may be gone with the viewer
+                bar.close()

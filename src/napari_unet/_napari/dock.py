@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from qtpy.QtCore import QEvent, Qt, QTimer
-from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtGui import QKeySequence
+from qtpy.QtWidgets import (
+    QPushButton,
+    QScrollArea,
+    QShortcut,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.network.devices import warm_up
-from .common import notify_info
+from .common import SHORTCUTS, notify_info
+from .remembered import RememberedSettings
 from .segment import SegmentPanel
 from .session import Session
 from .train import TrainPanel
+
+_WARMED_UP = False
 
 
 class UNetWidget(QWidget):
@@ -39,8 +49,14 @@ class UNetWidget(QWidget):
         self.tabs.currentChanged.connect(
             lambda index: index == 1 and [row.suggest_labels() for row in self.train.rows]
         )
+        self.remembered = self._remember()
+        self._add_shortcuts()
+        restore = QPushButton("Restore default settings", self)
+        restore.setToolTip("the dock remembers its settings between sessions; this forgets them")
+        restore.clicked.connect(self.remembered.restore_defaults)
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs)
+        layout.addWidget(restore)
         # Pay torch's one-off start-up costs (the optimiser's first use imports torch._dynamo:
         # 800 modules, stalling the GUI thread 100-200 ms) off the GUI thread and not at the
         # first Train. Started once the dock is drawn: overlapping its construction, the import
@@ -75,9 +91,56 @@ class UNetWidget(QWidget):
                 "list (listed as '... fine-tuned' or 'new model' with the time it finished)."
             )
 
+    def _add_shortcuts(self) -> None:
+        """Segment and Train from anywhere in the window (the canvas included), as their
+        buttons would: only when the button is enabled."""
+        buttons = {"Segment": self.segment.run_button, "Train": self.train.train_button}
+        self.shortcuts: dict[str, QShortcut] = {}
+        for name, keys in SHORTCUTS.items():
+            button = buttons[name]
+            shortcut = QShortcut(QKeySequence(keys), self)
+            shortcut.setContext(Qt.WindowShortcut)
+            shortcut.activated.connect(lambda b=button: b.isEnabled() and b.click())
+            self.shortcuts[name] = shortcut
+
+    def _remember(self) -> RememberedSettings:
+        """What the dock remembers between sessions, restored now."""
+        remembered = RememberedSettings()
+        seg, settings = self.segment, self.train.settings
+        stored_model = remembered.stored("segment/model")
+        if stored_model and seg.model.findText(str(stored_model)) < 0:
+            seg.add_model_file(str(stored_model), trust_code=False, quiet=True)
+        for key, widget in {
+            "segment/model": seg.model,
+            "segment/device": seg.device,
+            "segment/tile_size": seg.tile_size,
+            "segment/object_size": seg.object_size.mode,
+            # The device first: it sets patch and batch defaults, restored after it.
+            "train/device": settings.device,
+            "train/epochs": settings.epochs,
+            "train/minutes": settings.minutes,
+            "train/plan": settings.plan,
+            "train/preview": settings.preview,
+            "train/preview_every": settings.preview_every,
+            "train/steps": settings.steps,
+            "train/learning_rate": settings.lr,
+            "train/patch": settings.patch,
+            "train/batch": settings.batch,
+            "train/val_fraction": settings.val_fraction,
+            "train/augment": settings.augment,
+            "train/zoom": settings.zoom,
+        }.items():
+            remembered.add(key, widget)
+        return remembered
+
     @staticmethod
     def _warm_up() -> None:
-        threading.Thread(target=warm_up, name="napari-unet warm-up", daemon=True).start()
+        from napari.qt.threading import create_worker
+
+        global _WARMED_UP
+        if not _WARMED_UP:  # once per process: a second dock finds torch warm
+            _WARMED_UP = True
+            create_worker(warm_up, _start_thread=True)
 
     def segment_with_trained(self, image_layer: Any = None) -> Any:
         """Switch to Segment and run the model just trained on ``image_layer``."""

@@ -7,9 +7,7 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -17,7 +15,6 @@ from qtpy.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -33,7 +30,8 @@ from ...core import (
 from ...core.errors import CodeNotTrusted
 from ...core.interop.open import load_any_model
 from ..common import (
-    Disclosure,
+    SHORTCUTS,
+    ActivityProgress,
     LayerCombo,
     device_combo,
     narrow,
@@ -44,6 +42,7 @@ from ..common import (
 from ..layers import guess_channel_axis, layer_array, shown_block, spatial_transform, write_labels
 from ..session import Session
 from .object_size import ObjectSizeRow
+from .options import SegmentOptions
 
 OUTPUTS = {
     "instances (one label per object)": "instances",
@@ -106,7 +105,12 @@ class SegmentPanel(QWidget):
         self.output = narrow(QComboBox(self))
         self.output.addItems(OUTPUTS)
 
-        advanced = self._advanced_box()
+        advanced = SegmentOptions(self)
+        # The options are read where they are set: the panel names them itself.
+        self.channel_axis, self.threshold = advanced.channel_axis, advanced.threshold
+        self.min_size, self.seed_threshold = advanced.min_size, advanced.seed_threshold
+        self.tile_size, self.current_only = advanced.tile_size, advanced.current_only
+        self.tta = advanced.tta
 
         self.run_button = QPushButton("Segment", self)
         self.run_button.clicked.connect(self.segment)
@@ -140,6 +144,7 @@ class SegmentPanel(QWidget):
 
         self._running_layer: Any = None
         self._cancel_reason: str | None = None
+        self.activity = ActivityProgress()
         on_layer_removed(self, viewer, SegmentPanel._layer_removed)
         session.model_changed.connect(self._on_trained)
         session.trained_renamed.connect(self._on_renamed)
@@ -152,7 +157,8 @@ class SegmentPanel(QWidget):
     # ------------------------------------------------------------ choices
 
     def refresh_models(self, select: str | None = None) -> None:
-        current = select or self.model.currentText()
+        previous = self.model.currentText()
+        current = select or previous
         self.model.blockSignals(True)
         self.model.clear()
         if self.session.trained_name is not None:
@@ -162,6 +168,8 @@ class SegmentPanel(QWidget):
         index = self.model.findText(current)
         self.model.setCurrentIndex(max(index, 0))
         self.model.blockSignals(False)
+        if self.model.currentText() != previous:  # e.g. remembered for the next session
+            self.model.currentTextChanged.emit(self.model.currentText())
         self._suggest_output()
 
     def _on_trained(self) -> None:
@@ -177,10 +185,15 @@ class SegmentPanel(QWidget):
     def _on_renamed(self, old: str, new: str) -> None:
         self.refresh_models(select=new if self.model.currentText() == old else None)
 
-    def add_model_file(self, path: str, *, trust_code: bool | None = None) -> None:
+    def add_model_file(
+        self, path: str, *, trust_code: bool | None = None, quiet: bool = False
+    ) -> None:
         """Load a model file or bioimage.io package and select it (errors become
         notifications). A package that needs its own Python code to run is loaded only if the
-        user says they trust it (``trust_code=None``: ask)."""
+        user says they trust it (``trust_code=None``: ask). ``quiet``: a model remembered
+        from an earlier session that cannot be loaded any more is skipped without a word."""
+        if quiet and not Path(path).exists():
+            return
         try:
             try:
                 model = load_any_model(path, trust_code=bool(trust_code))
@@ -190,7 +203,8 @@ class SegmentPanel(QWidget):
                 model = load_any_model(path, trust_code=True)
             self._files[path] = model
         except Exception as err:
-            self.last_message = notify_error(err)
+            if not quiet:
+                self.last_message = notify_error(err)
             return
         self.session.add_loaded(path, model)
         self.refresh_models(select=path)
@@ -214,48 +228,6 @@ class SegmentPanel(QWidget):
         )
         if path:
             self.add_model_file(path)
-
-    def _advanced_box(self) -> Disclosure:
-        """Thresholds, smallest object, tile size, the slice shown only, TTA."""
-        self.channel_axis = narrow(QComboBox(self), 8)
-        self.threshold = QDoubleSpinBox(
-            self, minimum=0.01, maximum=0.99, singleStep=0.05, value=0.5
-        )
-        # 0 shows as "auto": a tenth of the area of the model's median object.
-        self.min_size = QSpinBox(self, minimum=0, maximum=10**6, value=0)
-        self.min_size.setSpecialValueText("auto")
-        self.min_size.setToolTip(
-            "smaller objects are removed (auto: a tenth of the area of the model's median object)"
-        )
-        self.seed_threshold = QDoubleSpinBox(
-            self, minimum=0.05, maximum=0.95, singleStep=0.05, value=0.5
-        )
-        self.seed_threshold.setToolTip(
-            "instance models: interior probability that starts an object (lower finds more, may split)"
-        )
-        # 0 shows as "auto": the whole image in one window when it fits, else large tiles.
-        self.tile_size = QSpinBox(self, minimum=0, maximum=8192, singleStep=64, value=0)
-        self.tile_size.setSpecialValueText("auto")
-        self.current_only = QCheckBox("only the slice shown", self)
-        self.current_only.setToolTip(
-            "segment only the slice (or time point) the viewer shows, not the whole stack"
-        )
-        self.tta = QCheckBox("test-time augmentation", self)
-        self.tta.setToolTip(
-            "average over the 8 flips and rotations of the image: a little more accurate, "
-            "8 times slower"
-        )
-        advanced = Disclosure("Advanced", self)
-        adv = QFormLayout(advanced.body)
-        adv.setContentsMargins(12, 0, 0, 0)
-        adv.addRow("channel axis", self.channel_axis)
-        adv.addRow("threshold", self.threshold)
-        adv.addRow("min. size (px)", self.min_size)
-        adv.addRow("seed threshold", self.seed_threshold)
-        adv.addRow("tile size", self.tile_size)
-        adv.addRow(self.current_only)
-        adv.addRow(self.tta)
-        return advanced
 
     def selected_model(self) -> ModelFile:
         name = self.model.currentText()
@@ -329,6 +301,7 @@ class SegmentPanel(QWidget):
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
         self.status.setText(f"segmenting {layer.name}…")
+        self.activity.start(f"U-Net: segmenting {layer.name}", 1000)
         worker = create_worker(
             segment_job,
             model,
@@ -376,7 +349,9 @@ class SegmentPanel(QWidget):
         has_image = self.image.layer() is not None
         self.run_button.setEnabled(has_image and not self.busy)
         self.object_size.estimate_button.setEnabled(has_image)
-        self.run_button.setToolTip("" if has_image else NO_IMAGE_HINT)
+        self.run_button.setToolTip(
+            f"shortcut: {SHORTCUTS['Segment']}" if has_image else NO_IMAGE_HINT
+        )
         if not has_image and not self.busy:
             self.status.setText(NO_IMAGE_HINT)
         elif self.status.text() == NO_IMAGE_HINT:
@@ -414,14 +389,17 @@ class SegmentPanel(QWidget):
         """The widget is being destroyed: stop the job and ignore its callbacks."""
         self._closed = True
         self.stop()
+        self.activity.close()
 
     def _on_progress(self, progress: Any) -> None:
         if not self._closed:
             self.progress.setValue(int(1000 * progress.fraction))
+            self.activity.set(int(1000 * progress.fraction))
 
     def _done(self) -> None:
         self.busy = False
         self._running_layer = None
+        self.activity.close()
         if not self._closed:
             self.cancel_button.setEnabled(False)
             self._update_buttons()

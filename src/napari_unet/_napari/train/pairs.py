@@ -13,7 +13,13 @@ from ...core.train.corrections import correction_blocks
 from ...core.train.data import TrainingPair
 from ...core.train.targets import annotated_blocks
 from ..common import LayerCombo, narrow
-from ..layers import METADATA_KEY, guess_channel_axis, layer_array, was_edited
+from ..layers import (
+    METADATA_KEY,
+    guess_channel_axis,
+    layer_array,
+    spatial_transform,
+    was_edited,
+)
 
 LABEL_KINDS = {"dense": "dense", "scribbles": "scribbles", "strokes on a prediction": "corrections"}
 LABEL_KIND_HELP = (
@@ -49,7 +55,7 @@ class PairRow(QFrame):
         # Until the user picks labels, they follow the loop: the prediction of the chosen
         # image that the user corrected.
         self._labels_picked = False
-        self.labels.activated.connect(self._picked)
+        self.labels.activated.connect(self.mark_picked)
         self.image.currentIndexChanged.connect(self.suggest_labels)
         self.labels.refreshed.connect(self.suggest_labels)
         self.remove = QPushButton("✕", self)
@@ -69,7 +75,8 @@ class PairRow(QFrame):
         grid.addWidget(self.remove, 0, 2)
         grid.setColumnStretch(1, 1)
 
-    def _picked(self, *_: Any) -> None:
+    def mark_picked(self, *_: Any) -> None:
+        """The labels were chosen (by the user, or for them): stop suggesting others."""
         self._labels_picked = True
 
     def suggest_labels(self, *_: Any) -> None:
@@ -109,6 +116,31 @@ class PairRow(QFrame):
             ]
             if written:
                 self.prediction.select(written[-1])
+
+
+SCRIBBLE_HELP = (
+    "add an empty Labels layer over the first pair's image, chosen as its scribbles: paint\n"
+    "label 1 on background and label 2 on objects (the brush starts on 2); unpainted pixels\n"
+    "are ignored by training"
+)
+
+
+def add_scribble_layer(viewer: Any, image_layer: Any) -> Any:
+    """An empty Labels layer the shape of ``image_layer``'s pixels (without its channels), on
+    the same grid, ready to paint objects (label 2)."""
+    channel_axis = guess_channel_axis(image_layer)
+    shape = list(np.shape(layer_array(image_layer)))
+    if channel_axis is not None:
+        del shape[channel_axis % len(shape)]
+    layer = viewer.add_labels(
+        np.zeros(shape, np.uint8),
+        name=f"{image_layer.name} scribbles",
+        **spatial_transform(image_layer, channel_axis),
+    )
+    layer.selected_label = 2
+    layer.brush_size = max(3, min(shape[-2:]) // 60)
+    layer.mode = "paint"
+    return layer
 
 
 def build_pairs(

@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGridLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -38,13 +39,13 @@ from ...core import (
 from ...core.train.defaults import training_defaults
 from ...core.train.planner import describe_plan
 from ...core.train.validation import KEPT_START
-from ..common import narrow, notify_error
+from ..common import SHORTCUTS, ActivityProgress, narrow, notify_error
 from ..layers import guess_channel_axis, layer_array, shown_block, spatial_transform
 from ..session import Session
 from .job import Preview, train_job, trainer_factory
 from .loss_plot import LossPlot
 from .model_form import NewModelForm
-from .pairs import LABEL_KIND_HELP, PairRow
+from .pairs import LABEL_KIND_HELP, SCRIBBLE_HELP, PairRow, add_scribble_layer
 from .settings_form import TrainingSettings
 
 NEW_MODEL = "new model"
@@ -66,6 +67,7 @@ class TrainPanel(QWidget):
         self.history: list[TrainProgress] = []
         self._job_failed = False
         self._base_name: str | None = None  # what the current run started from
+        self.activity = ActivityProgress()
         self._closed = False  # the widget was destroyed (viewer closed): callbacks do nothing
 
         layout = QVBoxLayout(self)
@@ -104,15 +106,41 @@ class TrainPanel(QWidget):
         self.pairs_box = QVBoxLayout()
         add_pair = QPushButton("Add pair", self)
         add_pair.clicked.connect(self.add_row)
-        box = QGroupBox("Training data: image, labels, kind", self)
+        self.scribble_button = QPushButton("New scribble layer", self)
+        self.scribble_button.setToolTip(SCRIBBLE_HELP)
+        self.scribble_button.clicked.connect(self.new_scribble_layer)
+        box = QGroupBox("Training data", self)
         box.setToolTip(LABEL_KIND_HELP)
         box_layout = QVBoxLayout(box)
         box_layout.addLayout(self.pairs_box)
-        box_layout.addWidget(add_pair)
+        buttons = QHBoxLayout()
+        buttons.addWidget(add_pair)
+        buttons.addWidget(self.scribble_button)
+        box_layout.addLayout(buttons)
         return box
+
+    def new_scribble_layer(self) -> Any:
+        """The *New scribble layer* button: an empty Labels layer over the first pair's image,
+        chosen as its scribbles; returns the layer (None without an image)."""
+        row = self.rows[0]
+        image = row.image.layer()
+        if image is None:
+            self.last_message = notify_error(
+                UserInputError("Open an image layer first: the scribbles are painted over it.")
+            )
+            return None
+        layer = add_scribble_layer(self.viewer, image)
+        row.labels.select(layer)
+        row.mark_picked()  # chosen for the user: later predictions must not replace it
+        row.kind.setCurrentText("scribbles")
+        self.status.setText(
+            f"paint on {layer.name!r}: label 2 on objects, label 1 on background, then Train"
+        )
+        return layer
 
     def _buttons(self) -> QGridLayout:
         self.train_button = QPushButton("Train", self)
+        self.train_button.setToolTip(f"shortcut: {SHORTCUTS['Train']}")
         self.stop_button = QPushButton("Stop", self)
         self.resume_button = QPushButton("Resume", self)
         self.save_button = QPushButton("Save model…", self)
@@ -298,6 +326,7 @@ class TrainPanel(QWidget):
         if factory and self._planning():
             preparing = "preparing the training data and timing a few settings for the budget…"
         self.status.setText(preparing if factory else "resuming…")
+        self.activity.start("U-Net: training", 1)
         # The loss plot is what to watch now: close the settings and bring it into view.
         self.new_model.set_expanded(False)
         self.settings.advanced.set_expanded(False)
@@ -340,6 +369,7 @@ class TrainPanel(QWidget):
         """The widget is being destroyed: stop training and ignore its callbacks."""
         self._closed = True
         self.stop()
+        self.activity.close()
 
     def _on_yield(self, item: Any) -> None:
         if self._closed:
@@ -364,6 +394,7 @@ class TrainPanel(QWidget):
         self.history.append(progress)
         self.progress.setRange(0, progress.total_steps)
         self.progress.setValue(progress.step)
+        self.activity.set(progress.step, progress.total_steps)
         self.plot.add("train loss", progress.step, progress.train_loss)
         text = f"epoch {progress.epoch}/{progress.epochs}, step {progress.step}, loss {progress.train_loss:.4f}"
         if progress.epoch_end:
@@ -396,6 +427,7 @@ class TrainPanel(QWidget):
 
     def _finished(self) -> None:
         self.busy = False
+        self.activity.close()
         if self._closed:
             return
         self._set_running(False)
