@@ -641,3 +641,27 @@ def test_object_size_on_the_command_line(dataset, model, capsys):
     assert "native grid (as asked)" in capsys.readouterr().err
     assert main([*argv, "--overwrite", "--object-size", "huge"]) == 2
     assert "object size must be auto, native" in _error_line(capsys)
+
+
+def test_predict_matches_objects_across_the_slices_of_a_stack(tmp_path, capsys):
+    from skimage.draw import disk
+
+    # Six slices of bright disks drifting 1 px per slice: each disk is one object in 3D.
+    stack = np.full((6, 128, 128), 200, np.uint16)
+    for z in range(6):
+        for y, x in ((30, 30), (30, 90), (90, 40), (90, 95)):
+            rr, cc = disk((y + z, x + z), 10, shape=stack.shape[1:])
+            stack[z, rr, cc] = 2000
+    tifffile.imwrite(tmp_path / "drift.tif", stack)
+    argv = ["predict", "--model", "nuclei", "--output", "instances", "--object-size", "native"]
+    assert main([*argv, "--out", str(tmp_path / "apart"), str(tmp_path / "drift.tif")]) == 0
+    assert main([*argv, "--match-slices", "--out", str(tmp_path / "matched"),
+                 str(tmp_path / "drift.tif")]) == 0  # fmt: skip
+    apart = tifffile.imread(tmp_path / "apart" / "drift_labels.tif")
+    matched = tifffile.imread(tmp_path / "matched" / "drift_labels.tif")
+    np.testing.assert_array_equal(apart > 0, matched > 0)
+    assert len(np.unique(apart)) - 1 == 4 * 6  # ids per slice
+    assert len(np.unique(matched)) - 1 == 4  # one id per disk through the stack
+    assert main([*argv, "--match-slices", "0", "--out", str(tmp_path / "x"),
+                 str(tmp_path / "drift.tif")]) == 2  # fmt: skip
+    assert "overlap for matching objects across slices" in capsys.readouterr().err

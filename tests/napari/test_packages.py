@@ -57,11 +57,13 @@ def test_load_packages_segment_and_fine_tune(dock, qtbot, tmp_path, monkeypatch)
         _reference_output(code, np.load(code.parent / "test_input.npy")),
     )
     answers = []
-    monkeypatch.setattr(seg, "_ask_trust", lambda path, err: answers.append(str(err)) or False)
+    monkeypatch.setattr(
+        seg.models, "ask_trust", lambda path, err: answers.append(str(err)) or False
+    )
     before = seg.model.count()
     seg.add_model_file(str(code))
     assert answers and "--trust-code" in answers[0]
     assert "--trust-code" in seg.last_message and seg.model.count() == before
-    monkeypatch.setattr(seg, "_ask_trust", lambda path, err: True)
+    monkeypatch.setattr(seg.models, "ask_trust", lambda path, err: True)
     seg.add_model_file(str(code))
     assert seg.selected_model().weights_format == "pytorch_state_dict"

@@ -81,6 +81,17 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
         help="interior probability that seeds an object (instance models; lower finds more objects)",
     )
     p.add_argument(
+        "--match-slices",
+        type=float,
+        nargs="?",
+        const=0.25,
+        default=None,
+        metavar="IOU",
+        help="stacks segmented slice by slice (z or time with a 2D model), instance output: "
+        "give an object the id of the object it overlaps most in the slice before (IoU at least "
+        "IOU, default 0.25), so it keeps one label through the stack",
+    )
+    p.add_argument(
         "--tta",
         action="store_true",
         help="test-time augmentation: average over the 8 flips and rotations (8x slower)",
@@ -193,6 +204,7 @@ def _run_predict(args: argparse.Namespace) -> int:
                 job,
                 options,
                 channel_axis=args.channel_axis,
+                match_slices=args.match_slices,
                 progress=report,
                 note=lambda line: print(line, file=sys.stderr),
             )
@@ -271,6 +283,10 @@ def _run_predict_on_cluster(args: argparse.Namespace, files: list[Path], out_dir
     model = args.model
     if Path(model).exists():  # workers elsewhere read it at the same (shared) path
         model = str(Path(model).resolve())
+    if args.match_slices is not None:
+        raise UserInputError(
+            "--match-slices does not work with --cluster: predict the stacks without --cluster"
+        )
     if str(args.object_size).lower() not in ("auto", "native"):
         raise UserInputError(
             f"--object-size {args.object_size} does not work with --cluster yet: a cluster run "

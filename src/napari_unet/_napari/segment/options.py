@@ -1,11 +1,16 @@
 """The Segment tab's advanced options: channel axis, thresholds, smallest object, tile size,
-the slice shown only, test-time augmentation (a section that opens and closes)."""
+matching objects across slices, the slice shown only, test-time augmentation (a section
+that opens and closes)."""
 
 from __future__ import annotations
 
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
 
 from ..common import Disclosure, narrow
+
+#: When objects are matched across the slices of a stack.
+MATCH_MODES = {"time series": "time", "always": "always", "never": "never"}
+TIME_LABELS = {"t", "time", "frame", "frames"}
 
 
 class SegmentOptions(Disclosure):
@@ -36,6 +41,14 @@ class SegmentOptions(Disclosure):
         self.current_only.setToolTip(
             "segment only the slice (or time point) the viewer shows, not the whole stack"
         )
+        self.match_slices = narrow(QComboBox(self), 8)
+        self.match_slices.addItems(list(MATCH_MODES))
+        self.match_slices.setToolTip(
+            "a stack segmented slice by slice (time points, or z with a 2D model): give each "
+            "object the label of the object it overlaps most in the slice before, so it keeps "
+            "one label through the stack (instances only). 'time series' does so when the "
+            "stack axis is labelled t or time in napari"
+        )
         self.tta = QCheckBox("test-time augmentation", self)
         self.tta.setToolTip(
             "average over the 8 flips and rotations of the image: a little more accurate, "
@@ -48,5 +61,6 @@ class SegmentOptions(Disclosure):
         adv.addRow("min. size (px)", self.min_size)
         adv.addRow("seed threshold", self.seed_threshold)
         adv.addRow("tile size", self.tile_size)
+        adv.addRow("match slices", self.match_slices)
         adv.addRow(self.current_only)
         adv.addRow(self.tta)

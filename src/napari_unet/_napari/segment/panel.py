@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 from typing import Any
 
 import numpy as np
 from qtpy.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -23,12 +21,10 @@ from ...core import (
     ModelFile,
     Segmenter,
     UserInputError,
-    bundled_models,
     iter_predict_stack,
-    load_model,
 )
-from ...core.errors import CodeNotTrusted
-from ...core.interop.open import load_any_model
+from ...core.predict.inference import leading_shape
+from ...core.predict.slice_matching import match_across_slices
 from ..common import (
     SHORTCUTS,
     ActivityProgress,
@@ -41,8 +37,9 @@ from ..common import (
 )
 from ..layers import guess_channel_axis, layer_array, shown_block, spatial_transform, write_labels
 from ..session import Session
+from .model_list import ModelList
 from .object_size import ObjectSizeRow
-from .options import SegmentOptions
+from .options import MATCH_MODES, TIME_LABELS, SegmentOptions
 
 OUTPUTS = {
     "instances (one label per object)": "instances",
@@ -57,13 +54,24 @@ NO_IMAGE_HINT = (
 )
 
 
-def segment_job(model: ModelFile, device: str, cache: dict, image: Any, **options: Any):
-    """Worker body: build (or reuse) the network, then segment block by block."""
+def segment_job(
+    model: ModelFile,
+    device: str,
+    cache: dict,
+    image: Any,
+    match_stack_dims: int = 0,
+    **options: Any,
+):
+    """Worker body: build (or reuse) the network, then segment block by block; with
+    ``match_stack_dims``, objects keep their ids along the last of that many stack axes."""
     key = (id(model), device)
     if cache.get("key") != key:
         cache.clear()
         cache.update(key=key, segmenter=Segmenter(model, device=device))
     result = yield from iter_predict_stack(cache["segmenter"], image, **options)
+    if match_stack_dims:
+        labels = match_across_slices(result.labels, match_stack_dims)
+        result = dataclasses.replace(result, labels=labels)
     return result
 
 
@@ -89,18 +97,12 @@ class SegmentPanel(QWidget):
         self.busy = False  # True from Segment until the job's finished signal
         self._closed = False  # the widget was destroyed (viewer closed): callbacks do nothing
         self.last_message = ""
-        self._files: dict[str, ModelFile] = {}
-        self._cache: dict[str, Any] = {}
+        self._cache: dict[str, Any] = {}  # the network last built, for the next run
 
         self.image = LayerCombo(viewer, napari.layers.Image, self)
         self.image.currentIndexChanged.connect(self._guess_axes)
-        # Saved models are named by their path: long names must not widen the dock.
-        self.model = narrow(QComboBox(self), 8)
-        self.load_button = QPushButton("Load…", self)
-        self.load_button.clicked.connect(self._load_dialog)
-        model_row = QHBoxLayout()
-        model_row.addWidget(self.model, 1)
-        model_row.addWidget(self.load_button)
+        self.models = ModelList(session, self)
+        self.model, self.load_button = self.models.combo, self.models.load_button
         self.device = device_combo(self)
         self.output = narrow(QComboBox(self))
         self.output.addItems(OUTPUTS)
@@ -110,7 +112,7 @@ class SegmentPanel(QWidget):
         self.channel_axis, self.threshold = advanced.channel_axis, advanced.threshold
         self.min_size, self.seed_threshold = advanced.min_size, advanced.seed_threshold
         self.tile_size, self.current_only = advanced.tile_size, advanced.current_only
-        self.tta = advanced.tta
+        self.tta, self.match_slices = advanced.tta, advanced.match_slices
 
         self.run_button = QPushButton("Segment", self)
         self.run_button.clicked.connect(self.segment)
@@ -127,7 +129,7 @@ class SegmentPanel(QWidget):
 
         form = QFormLayout()
         form.addRow("image", self.image)
-        form.addRow("model", model_row)
+        form.addRow("model", self.models)
         form.addRow("device", self.device)
         form.addRow("output", self.output)
         self.object_size = ObjectSizeRow(viewer, self)
@@ -146,8 +148,7 @@ class SegmentPanel(QWidget):
         self._cancel_reason: str | None = None
         self.activity = ActivityProgress()
         on_layer_removed(self, viewer, SegmentPanel._layer_removed)
-        session.model_changed.connect(self._on_trained)
-        session.trained_renamed.connect(self._on_renamed)
+        self.models.refreshed.connect(self._suggest_output)
         self.model.currentIndexChanged.connect(self._suggest_output)
         self.refresh_models()
         self._guess_axes()
@@ -157,87 +158,19 @@ class SegmentPanel(QWidget):
     # ------------------------------------------------------------ choices
 
     def refresh_models(self, select: str | None = None) -> None:
-        previous = self.model.currentText()
-        current = select or previous
-        self.model.blockSignals(True)
-        self.model.clear()
-        if self.session.trained_name is not None:
-            self.model.addItem(self.session.trained_name)
-        self.model.addItems(list(bundled_models()))
-        self.model.addItems([path for path in self._files if path != self.session.trained_name])
-        index = self.model.findText(current)
-        self.model.setCurrentIndex(max(index, 0))
-        self.model.blockSignals(False)
-        if self.model.currentText() != previous:  # e.g. remembered for the next session
-            self.model.currentTextChanged.emit(self.model.currentText())
-        self._suggest_output()
-
-    def _on_trained(self) -> None:
-        # A freshly trained model becomes the default (Segment is then one click), unless it
-        # scored nothing on the held-out data.
-        current = self.model.currentText()
-        if self.session.trained_selectable:
-            current = self.session.trained_name or current
-        elif current not in bundled_models() and current not in self._files:
-            current = next(iter(bundled_models()), current)  # the model it replaced is gone
-        self.refresh_models(select=current)
-
-    def _on_renamed(self, old: str, new: str) -> None:
-        self.refresh_models(select=new if self.model.currentText() == old else None)
+        self.models.refresh(select)
 
     def add_model_file(
         self, path: str, *, trust_code: bool | None = None, quiet: bool = False
     ) -> None:
-        """Load a model file or bioimage.io package and select it (errors become
-        notifications). A package that needs its own Python code to run is loaded only if the
-        user says they trust it (``trust_code=None``: ask). ``quiet``: a model remembered
-        from an earlier session that cannot be loaded any more is skipped without a word."""
-        if quiet and not Path(path).exists():
-            return
-        try:
-            try:
-                model = load_any_model(path, trust_code=bool(trust_code))
-            except CodeNotTrusted as err:
-                if trust_code is not None or not self._ask_trust(path, err):
-                    raise
-                model = load_any_model(path, trust_code=True)
-            self._files[path] = model
-        except Exception as err:
-            if not quiet:
-                self.last_message = notify_error(err)
-            return
-        self.session.add_loaded(path, model)
-        self.refresh_models(select=path)
-
-    def _ask_trust(self, path: str, err: Exception) -> bool:
-        answer = QMessageBox.question(
-            self,
-            "Run this package's code?",
-            f"{err}\n\nRun the Python code of {Path(path).name}?",
-            QMessageBox.Yes | QMessageBox.No,
-            QMessageBox.No,
-        )
-        return answer == QMessageBox.Yes
-
-    def _load_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self,
-            "Open a model",
-            "",
-            "napari-unet models and bioimage.io packages (*.pt *.zip *.yaml);;All files (*)",
-        )
-        if path:
-            self.add_model_file(path)
+        """Load a model file or bioimage.io package and select it (see
+        :meth:`ModelList.add_model_file`); errors become notifications."""
+        message = self.models.add_model_file(path, trust_code=trust_code, quiet=quiet)
+        if message:
+            self.last_message = message
 
     def selected_model(self) -> ModelFile:
-        name = self.model.currentText()
-        if self.session.is_trained(name) and self.session.trained is not None:
-            return self.session.trained
-        if name in self._files:
-            return self._files[name]
-        if name not in self._cache.setdefault("bundled", {}):
-            self._cache["bundled"][name] = load_model(name)
-        return self._cache["bundled"][name]
+        return self.models.selected_model()
 
     def _suggest_output(self, *_: Any) -> None:
         """Pick the output that suits the selected model (see ``ModelFile.suggested_output``)."""
@@ -289,6 +222,7 @@ class SegmentPanel(QWidget):
                 "seed_threshold": self.seed_threshold.value(),
                 "test_time_augmentation": self.tta.isChecked(),
                 "output": output,
+                "match_stack_dims": self._match_stack_dims(layer, model, channel_axis, index),
             }
         except Exception as err:
             self.last_message = notify_error(err)
@@ -322,6 +256,29 @@ class SegmentPanel(QWidget):
         )
         self.worker = worker
         return worker
+
+    def _match_stack_dims(
+        self, layer: Any, model: ModelFile, channel_axis: int | None, index: Any
+    ) -> int:
+        """How many stack axes the objects are matched along (0: not at all): instances of
+        a stack, matched when asked, or for time series when its last stack axis is time."""
+        mode = MATCH_MODES[self.match_slices.currentText()]
+        shape = tuple(layer_array(layer).shape)
+        stack = leading_shape(shape, model.config.spatial_dims, channel_axis)
+        if (
+            mode == "never"
+            or not stack
+            or index
+            or OUTPUTS[self.output.currentText()] != "instances"
+        ):
+            return 0
+        if mode == "time":
+            labels = [str(label).lower() for label in getattr(layer, "axis_labels", ())]
+            if channel_axis is not None and not getattr(layer, "rgb", False) and labels:
+                del labels[channel_axis % len(labels)]
+            if len(labels) < len(stack) or labels[len(stack) - 1] not in TIME_LABELS:
+                return 0
+        return len(stack)
 
     def estimate_size(self) -> Any:
         """The *estimate* button: the objects' size in the chosen image, drawn as a circle."""

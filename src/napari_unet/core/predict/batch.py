@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from .inference import (
     run_to_end,
     stack_channel_axis,
 )
+from .slice_matching import match_across_slices
 
 FORMATS = ("tif", "ome-zarr")
 
@@ -131,6 +132,7 @@ def predict_file(
     options: dict,
     *,
     channel_axis: int | None = None,
+    match_slices: float | None = None,
     progress: Callable | None = None,
     note: Callable[[str], None] | None = None,
 ) -> str:
@@ -138,6 +140,8 @@ def predict_file(
     write its outputs, and return a one-line summary (objects or foreground, where written).
 
     A stack of 2D images for a 2D model is segmented slice by slice; ``note`` hears about it.
+    ``match_slices``: for instance output of such a stack, the overlap (IoU) from which an
+    object continues one in the slice before, under its id (None: ids per slice).
     """
     ome = read_ome_zarr(job.path) if is_ome_zarr(job.path) else None
     image = ome.data if ome is not None else io.read_image(job.path, memmap=True)
@@ -160,6 +164,10 @@ def predict_file(
         else:
             steps = segmenter.iter_predict(image, channel_axis=channel_axis, **options)
         result = run_to_end(steps, progress)
+        if stack and match_slices is not None and options.get("output") == "instances":
+            result = replace(
+                result, labels=match_across_slices(result.labels, len(stack), match_slices)
+            )
     except UserInputError as err:
         raise UserInputError(f"{name}: {err}") from err
     write_results(job, result, ome, dims)
