@@ -3,6 +3,8 @@ and Segment / Train have keyboard shortcuts that napari does not use."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -62,3 +64,34 @@ def test_the_shortcuts_press_the_buttons_and_napari_does_not_use_them(dock, qtbo
     assert dock.segment.busy or "cells U-Net" in viewer.layers
     _wait(qtbot, dock.segment, dock.segment.worker)
     assert "cells U-Net" in viewer.layers
+
+
+def test_overlapping_workers_leave_no_dead_warning_hook(qtbot):
+    """Two workers that overlap, the first started ending first: superqt's second worker
+    restores the first one's warnings hook when it ends. Ours put napari's back, so a later
+    warning is shown, not turned into a RuntimeError from a deleted worker."""
+    import threading
+    import warnings
+
+    from napari_unet._napari.common import start_worker
+
+    first_may_end, second_started = threading.Event(), threading.Event()
+
+    def first():
+        first_may_end.wait(10)
+
+    def second():
+        second_started.set()
+        first_may_end.set()  # the first ends while the second runs
+        time.sleep(0.3)
+
+    before = warnings.showwarning
+    workers = [start_worker(first)]
+    qtbot.waitUntil(lambda: workers[0].is_running, timeout=5000)
+    workers.append(start_worker(second))
+    for worker in workers:
+        qtbot.waitUntil(lambda w=worker: not w.is_running, timeout=10_000)
+    qtbot.wait(100)  # the finished signals reach the GUI thread
+    assert warnings.showwarning is before
+    with warnings.catch_warnings(record=True):
+        warnings.warn("a harmless warning", UserWarning, stacklevel=1)

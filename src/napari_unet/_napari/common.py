@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 import weakref
 from typing import Any
 
@@ -229,3 +230,52 @@ class ActivityProgress:
             bar, self._bar = self._bar, None
             with contextlib.suppress(Exception):  # its dock may be gone with the viewer
                 bar.close()
+
+
+def _worker_of(hook: Any) -> Any:
+    """The thread worker whose ``showwarning`` replacement ``hook`` is, or None."""
+    if "WorkerBase.run" not in getattr(hook, "__qualname__", ""):
+        return None
+    for cell in getattr(hook, "__closure__", None) or ():
+        with contextlib.suppress(ValueError):  # an empty cell
+            if hasattr(cell.cell_contents, "is_running"):
+                return cell.cell_contents
+    return None
+
+
+_BASE_WARNING_HOOK: list[Any] = []
+
+
+def remember_warning_hook() -> None:
+    """Note the process's own ``warnings.showwarning`` (napari's, once napari runs), while no
+    thread worker has replaced it."""
+    if not _BASE_WARNING_HOOK and _worker_of(warnings.showwarning) is None:
+        _BASE_WARNING_HOOK.append(warnings.showwarning)
+
+
+def drop_stale_warning_hook() -> None:
+    """Put back the process's ``warnings.showwarning`` if a finished thread worker's is still
+    installed.
+
+    Each napari / superqt thread worker swaps ``warnings.showwarning`` while it runs (with
+    ``warnings.catch_warnings``, which is not thread-safe): when workers overlap (Segment while
+    Train runs, the torch warm-up) one can restore another's replacement after that one has
+    finished. Its signals are then deleted, and every later warning, in any thread, raises
+    ``RuntimeError: wrapped C/C++ object ... has been deleted`` (a job would fail on a
+    harmless warning). Called when each of our workers finishes."""
+    worker = _worker_of(warnings.showwarning)
+    if worker is not None and not worker.is_running and _BASE_WARNING_HOOK:
+        warnings.showwarning = _BASE_WARNING_HOOK[0]
+
+
+def start_worker(function: Any, *args: Any, connect: dict[str, Any] | None = None, **kwargs: Any):
+    """Run ``function(*args, **kwargs)`` in a napari thread worker, its signals connected to
+    ``connect``'s handlers before it starts (superqt re-raises errors in the GUI thread for a
+    worker without an *errored* handler); returns the started worker."""
+    from napari.qt.threading import create_worker
+
+    remember_warning_hook()
+    worker = create_worker(function, *args, _start_thread=False, _connect=connect or {}, **kwargs)
+    worker.finished.connect(drop_stale_warning_hook)
+    worker.start()
+    return worker

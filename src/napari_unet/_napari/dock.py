@@ -16,7 +16,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.network.devices import warm_up
-from .common import SHORTCUTS, notify_info
+from .common import SHORTCUTS, notify_info, start_worker
 from .remembered import RememberedSettings
 from .segment import SegmentPanel
 from .session import Session
@@ -135,12 +135,10 @@ class UNetWidget(QWidget):
 
     @staticmethod
     def _warm_up() -> None:
-        from napari.qt.threading import create_worker
-
         global _WARMED_UP
         if not _WARMED_UP:  # once per process: a second dock finds torch warm
             _WARMED_UP = True
-            create_worker(warm_up, _start_thread=True)
+            start_worker(warm_up)
 
     def segment_with_trained(self, image_layer: Any = None) -> Any:
         """Switch to Segment and run the model just trained on ``image_layer``."""

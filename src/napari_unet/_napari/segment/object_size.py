@@ -11,7 +11,7 @@ from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QGridLayout, QLabel, QPush
 
 from ...core import ModelFile
 from ...core.predict.scale import ScaleChoice, estimate_image_scale
-from ..common import narrow
+from ..common import narrow, start_worker
 from ..layers import layer_array
 
 MODES = {
@@ -83,8 +83,6 @@ class ObjectSizeRow(QWidget):
     def estimate(self, layer: Any, model: ModelFile, channel_axis: int | None) -> Any:
         """Estimate in a worker thread (a centre view: well under a second), then show the
         size and draw it; returns the worker."""
-        from napari.qt.threading import create_worker
-
         self.estimate_button.setEnabled(False)
         self.found.setText("estimating…")
 
@@ -94,13 +92,12 @@ class ObjectSizeRow(QWidget):
             if choice.found is not None:
                 self.draw_circle(layer, choice.found, shape)
 
-        return create_worker(
+        return start_worker(
             estimate_image_scale,
             layer_array(layer),
             model,
             channel_axis,
-            _start_thread=True,
-            _connect={
+            connect={
                 "returned": done,
                 "errored": lambda err: self.found.setText(f"no estimate: {err}"),
                 "finished": lambda: self.estimate_button.setEnabled(True),

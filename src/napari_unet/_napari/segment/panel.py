@@ -34,6 +34,7 @@ from ..common import (
     notify_error,
     notify_info,
     on_layer_removed,
+    start_worker,
 )
 from ..layers import guess_channel_axis, layer_array, shown_block, spatial_transform, write_labels
 from ..session import Session
@@ -198,8 +199,6 @@ class SegmentPanel(QWidget):
 
     def segment(self) -> Any:
         """Start segmenting; returns the worker (None if the input is not usable)."""
-        from napari.qt.threading import create_worker
-
         chosen = self._layer_and_model()
         if chosen is None:
             return None
@@ -236,15 +235,14 @@ class SegmentPanel(QWidget):
         self.progress.setValue(0)
         self.status.setText(f"segmenting {layer.name}…")
         self.activity.start(f"U-Net: segmenting {layer.name}", 1000)
-        worker = create_worker(
+        worker = start_worker(
             segment_job,
             model,
             self.device.currentText(),
             self._cache,
             layer_array(layer),
             **options,
-            _start_thread=True,
-            _connect={  # handlers given here, or superqt re-raises errors in the GUI thread
+            connect={  # handlers given here, or superqt re-raises errors in the GUI thread
                 "yielded": self._on_progress,
                 "returned": lambda result: self._show(
                     result, layer, channel_axis, index, output, model, name

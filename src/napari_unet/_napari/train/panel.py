@@ -39,7 +39,7 @@ from ...core import (
 from ...core.train.defaults import training_defaults
 from ...core.train.planner import describe_plan
 from ...core.train.validation import KEPT_START
-from ..common import SHORTCUTS, ActivityProgress, narrow, notify_error
+from ..common import SHORTCUTS, ActivityProgress, narrow, notify_error, start_worker
 from ..layers import guess_channel_axis, layer_array, shown_block, spatial_transform
 from ..session import Session
 from .job import Preview, train_job, trainer_factory
@@ -319,8 +319,6 @@ class TrainPanel(QWidget):
         return self._launch(None)
 
     def _launch(self, factory: Any) -> Any:
-        from napari.qt.threading import create_worker
-
         self._set_running(True)
         preparing = "preparing the training data…"
         if factory and self._planning():
@@ -332,14 +330,13 @@ class TrainPanel(QWidget):
         self.settings.advanced.set_expanded(False)
         QTimer.singleShot(0, self._reveal_plot)
         # Handlers passed at creation: superqt would otherwise re-raise errors in the GUI thread.
-        worker = create_worker(
+        worker = start_worker(
             train_job,
             self.trainer,
             factory,
             self._preview_image(),
             self.settings.preview_every.value(),
-            _start_thread=True,
-            _connect={
+            connect={
                 "yielded": self._on_yield,
                 "errored": self._failed,
                 "finished": self._finished,
