@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -36,42 +35,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from ..core import UserInputError, bundled_models, load_model
+    from ..core import bundled_models, load_model
     from ..core.data.safe_paths import refuse_inputs
-    from ..core.interop.network_export import export_metadata, export_network
+    from ..core.interop.export import export_model
 
     out = Path(args.out)
     sources = [Path(p) for p in (args.model, args.sample) if p and Path(p).exists()]
     refuse_inputs([out], sources, "OUT")
-    if out.exists() and not args.overwrite:
-        raise UserInputError(f"{out} already exists; pass --overwrite to replace it")
     model = load_model(args.model)
-    if args.format == "bioimageio":
+    sample = None
+    if args.sample:
         from ..core import io
-        from ..core.interop.bioimageio_export import export_package, package_sizes
 
-        sample = io.read_image(args.sample) if args.sample else None
-        name = args.model if args.model in bundled_models() else None
-        export_package(
-            model, out, name=name, sample=sample, authors=args.author, license=args.license,
-            overwrite=args.overwrite,
-        )  # fmt: skip
-        minimum, step, halo = package_sizes(model)
-        print(
-            f"exported {args.model} as a bioimage.io package to {out}: torchscript, onnx and "
-            f"pytorch_state_dict weights; input sides {minimum} + n x {step}, halo {halo}; "
-            f"check it with `bioimageio test {out}`"
-        )
-        return 0
-    if args.sample or args.author:
-        raise UserInputError("--sample and --author apply to --format bioimageio only")
-    export_network(model, out, args.format)
-    meta = export_metadata(model)
-    print(
-        f"exported {args.model} as {args.format} to {out}: input {meta['input']['axes']} float32 "
-        f"with {meta['input']['channels']} channel(s), spatial sizes multiples of "
-        f"{meta['input']['spatial_size_multiple']}, normalised as "
-        f"{json.dumps(meta['input']['preprocessing'])}; output {meta['output']['channels']} "
-        f"probability channel(s) {meta['class_names']}"
-    )
+        sample = io.read_image(args.sample)
+    name = args.model if args.model in bundled_models() else None
+    summary = export_model(
+        model, out, args.format, name=name, sample=sample, authors=args.author,
+        license=args.license, overwrite=args.overwrite,
+    )  # fmt: skip
+    print(summary.replace("the model", args.model, 1))
     return 0

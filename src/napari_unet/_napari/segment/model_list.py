@@ -1,5 +1,6 @@
 """The Segment tab's model row: bundled models, the model trained in this session (under
-its name), and files or bioimage.io packages opened with *Load…*."""
+its name), files or bioimage.io packages opened with *Load…*; *Export…* writes the selected
+model for other tools."""
 
 from __future__ import annotations
 
@@ -7,17 +8,27 @@ from pathlib import Path
 from typing import Any
 
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QMessageBox, QPushButton, QWidget
+from qtpy.QtWidgets import QComboBox, QFileDialog, QGridLayout, QMessageBox, QPushButton, QWidget
 
 from ...core import ModelFile, bundled_models, load_model
+from ...core.data.safe_paths import refuse_inputs
 from ...core.errors import CodeNotTrusted
+from ...core.interop.export import export_model
 from ...core.interop.open import load_any_model
-from ..common import narrow, notify_error
+from ..common import narrow, notify_error, notify_info, start_worker
 from ..session import Session
+
+#: Save-dialog filters and the export format each one means.
+EXPORT_FILTERS = {
+    "bioimage.io package (*.zip)": "bioimageio",
+    "ONNX (*.onnx)": "onnx",
+    "TorchScript (*.pt)": "torchscript",
+}
+EXPORT_SUFFIXES = {"bioimageio": ".zip", "onnx": ".onnx", "torchscript": ".pt"}
 
 
 class ModelList(QWidget):
-    """The model combo and *Load…*; :meth:`selected_model` is the model to run."""
+    """The model combo, *Load…* and *Export…*; :meth:`selected_model` is the model to run."""
 
     #: The list was rebuilt (a model trained, loaded or renamed).
     refreshed = Signal()
@@ -31,10 +42,18 @@ class ModelList(QWidget):
         self.combo = narrow(QComboBox(self), 8)
         self.load_button = QPushButton("Load…", self)
         self.load_button.clicked.connect(self._load_dialog)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.combo, 1)
-        row.addWidget(self.load_button)
+        self.export_button = QPushButton("Export…", self)
+        self.export_button.setToolTip(
+            "save the selected model as a bioimage.io package (.zip: for deepImageJ, ilastik, "
+            "QuPath, bioimage.io), ONNX or TorchScript, as `napari-unet export` does"
+        )
+        self.export_button.clicked.connect(self._export_dialog)
+        self.last_message = ""
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.addWidget(self.combo, 0, 0, 1, 2)
+        grid.addWidget(self.load_button, 1, 0)
+        grid.addWidget(self.export_button, 1, 1)
         session.model_changed.connect(self._on_trained)
         session.trained_renamed.connect(self._on_renamed)
 
@@ -120,3 +139,50 @@ class ModelList(QWidget):
         if name not in self.bundled:
             self.bundled[name] = load_model(name)
         return self.bundled[name]
+
+    def _export_dialog(self) -> None:
+        name = self.combo.currentText()
+        stem = Path(name).stem if name else "unet-model"
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export the model", f"{stem}.zip", ";;".join(EXPORT_FILTERS)
+        )
+        if path:  # the dialog asked before replacing a file
+            self.export_to(path, EXPORT_FILTERS.get(chosen, "bioimageio"), overwrite=True)
+
+    def export_to(self, path: str, fmt: str, *, overwrite: bool = False) -> Any:
+        """Export the selected model to ``path`` as ``fmt`` in a worker thread (a package takes
+        seconds: it writes and checks three kinds of weights); returns the worker, or None
+        with the reason notified."""
+        name = self.combo.currentText()
+        suffix = EXPORT_SUFFIXES[fmt]
+        if not path.lower().endswith(suffix):
+            path += suffix
+        try:
+            if Path(name).exists():  # a loaded file: never exported onto itself
+                refuse_inputs([Path(path)], [Path(name)], "the export")
+            model = self.selected_model()
+        except Exception as err:
+            self.last_message = notify_error(err)
+            return None
+        bundled = name if name in bundled_models() else None
+        self.export_button.setEnabled(False)
+
+        def done(summary: str) -> None:
+            self.last_message = notify_info(summary.replace("the model", repr(name), 1))
+
+        def failed(err: BaseException) -> None:
+            self.last_message = notify_error(err)
+
+        return start_worker(
+            export_model,
+            model,
+            path,
+            fmt,
+            name=bundled,
+            overwrite=overwrite,
+            connect={
+                "returned": done,
+                "errored": failed,
+                "finished": lambda: self.export_button.setEnabled(True),
+            },
+        )
