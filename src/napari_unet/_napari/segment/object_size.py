@@ -65,6 +65,8 @@ class ObjectSizeRow(QWidget):
         mode = MODES[self.mode.currentText()]
         if mode == "size":
             return {"object_size": float(self.size.value())}
+        if mode == "layer" and layer is None:  # files: no layer scale to read
+            return {"object_size": "auto"}
         if mode == "layer":
             scale = tuple(float(s) for s in np.asarray(layer.scale)[-spatial_dims:])
             return {"object_size": "auto", "pixel_size": scale}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -19,12 +18,9 @@ from qtpy.QtWidgets import (
 
 from ...core import (
     ModelFile,
-    Segmenter,
     UserInputError,
-    iter_predict_stack,
 )
 from ...core.predict.inference import leading_shape
-from ...core.predict.slice_matching import match_across_slices
 from ..common import (
     SHORTCUTS,
     ActivityProgress,
@@ -38,6 +34,8 @@ from ..common import (
 )
 from ..layers import guess_channel_axis, layer_array, shown_block, spatial_transform, write_labels
 from ..session import Session
+from .batch import BatchBox, BatchProgress, FileDone, LayerDone
+from .jobs import segment_job
 from .model_list import ModelList
 from .object_size import ObjectSizeRow
 from .options import MATCH_MODES, TIME_LABELS, SegmentOptions
@@ -53,27 +51,6 @@ NO_IMAGE_HINT = (
     "Open an image layer to segment (File > Open Files, or File > Open Sample > "
     "U-Net segmentation for a nuclei or a retina image)."
 )
-
-
-def segment_job(
-    model: ModelFile,
-    device: str,
-    cache: dict,
-    image: Any,
-    match_stack_dims: int = 0,
-    **options: Any,
-):
-    """Worker body: build (or reuse) the network, then segment block by block; with
-    ``match_stack_dims``, objects keep their ids along the last of that many stack axes."""
-    key = (id(model), device)
-    if cache.get("key") != key:
-        cache.clear()
-        cache.update(key=key, segmenter=Segmenter(model, device=device))
-    result = yield from iter_predict_stack(cache["segmenter"], image, **options)
-    if match_stack_dims:
-        labels = match_across_slices(result.labels, match_stack_dims)
-        result = dataclasses.replace(result, labels=labels)
-    return result
 
 
 def foreground_or_classes(prob: np.ndarray, spatial_dims: int) -> np.ndarray:
@@ -98,7 +75,7 @@ class SegmentPanel(QWidget):
         self.busy = False  # True from Segment until the job's finished signal
         self._closed = False  # the widget was destroyed (viewer closed): callbacks do nothing
         self.last_message = ""
-        self._cache: dict[str, Any] = {}  # the network last built, for the next run
+        self.cache: dict[str, Any] = {}  # the network last built, for the next run
 
         self.image = LayerCombo(viewer, napari.layers.Image, self)
         self.image.currentIndexChanged.connect(self._guess_axes)
@@ -140,6 +117,8 @@ class SegmentPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(advanced)
+        self.batch = BatchBox(self)
+        layout.addWidget(self.batch)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
@@ -147,6 +126,7 @@ class SegmentPanel(QWidget):
 
         self._running_layer: Any = None
         self._cancel_reason: str | None = None
+        self._cancel_note = ""  # what Cancel leaves behind, said when it lands
         self.activity = ActivityProgress()
         on_layer_removed(self, viewer, SegmentPanel._layer_removed)
         self.models.refreshed.connect(self._suggest_output)
@@ -207,53 +187,73 @@ class SegmentPanel(QWidget):
             channel_axis = self.channel_axis.currentData()
             index = None
             if self.current_only.isChecked():
-                index = (
-                    shown_block(self.viewer, layer, model.config.spatial_dims, channel_axis) or None
-                )
-            output = OUTPUTS[self.output.currentText()]
-            options = {
-                "channel_axis": channel_axis,
-                "index": index,
-                "threshold": self.threshold.value(),
-                "tile_size": self.tile_size.value() or None,
-                "min_size": self.min_size.value() or None,
-                **self.object_size.options(layer, model.config.spatial_dims),
-                "seed_threshold": self.seed_threshold.value(),
-                "test_time_augmentation": self.tta.isChecked(),
-                "output": output,
-                "match_stack_dims": self._match_stack_dims(layer, model, channel_axis, index),
-            }
+                dims = model.config.spatial_dims
+                index = shown_block(self.viewer, layer, dims, channel_axis) or None
+            options = self.run_options(layer, model, channel_axis, index)
         except Exception as err:
             self.last_message = notify_error(err)
             return None
         name = self.model.currentText()
-        self.session.set_used(name)
-        self.busy = True
+        output = options["output"]
         self._running_layer = layer
+        return self.start_job(
+            f"segmenting {layer.name}",
+            segment_job,
+            (model, self.device.currentText(), self.cache, layer_array(layer)),
+            options,
+            lambda result: self.show_result(
+                result, layer, channel_axis, index, output, model, name
+            ),
+        )
+
+    def run_options(
+        self, layer: Any, model: ModelFile, channel_axis: int | None, index: Any = None
+    ) -> dict[str, Any]:
+        """The settings of the panel for segmenting ``layer`` (None: files) with ``model``."""
+        return {
+            "channel_axis": channel_axis,
+            "index": index,
+            "threshold": self.threshold.value(),
+            "tile_size": self.tile_size.value() or None,
+            "min_size": self.min_size.value() or None,
+            **self.object_size.options(layer, model.config.spatial_dims),
+            "seed_threshold": self.seed_threshold.value(),
+            "test_time_augmentation": self.tta.isChecked(),
+            "output": OUTPUTS[self.output.currentText()],
+            "match_stack_dims": (
+                self._match_stack_dims(layer, model, channel_axis, index) if layer else 0
+            ),
+        }
+
+    def start_job(
+        self,
+        what: str,
+        job: Any,
+        args: tuple,
+        options: dict,
+        returned: Any = None,
+        cancelled: str = "cancelled; nothing was written",
+    ) -> Any:
+        """Run ``job(*args, **options)`` in a worker with the panel's progress, Cancel and
+        error handling; ``returned`` gets its result, ``cancelled`` is said on Cancel."""
+        self._cancel_note = cancelled
+        self.session.set_used(self.model.currentText())
+        self.busy = True
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
-        self.status.setText(f"segmenting {layer.name}…")
-        self.activity.start(f"U-Net: segmenting {layer.name}", 1000)
-        worker = start_worker(
-            segment_job,
-            model,
-            self.device.currentText(),
-            self._cache,
-            layer_array(layer),
-            **options,
-            connect={  # handlers given here, or superqt re-raises errors in the GUI thread
-                "yielded": self._on_progress,
-                "returned": lambda result: self._show(
-                    result, layer, channel_axis, index, output, model, name
-                ),
-                "errored": self._failed,
-                "aborted": self._cancelled,
-                "finished": self._done,
-            },
-        )
-        self.worker = worker
-        return worker
+        self.status.setText(f"{what}…")
+        self.activity.start(f"U-Net: {what}", 1000)
+        connect = {  # handlers given here, or superqt re-raises errors in the GUI thread
+            "yielded": self._on_progress,
+            "errored": self._failed,
+            "aborted": self._cancelled,
+            "finished": self._done,
+        }
+        if returned is not None:
+            connect["returned"] = returned
+        self.worker = start_worker(job, *args, **options, connect=connect)
+        return self.worker
 
     def _match_stack_dims(
         self, layer: Any, model: ModelFile, channel_axis: int | None, index: Any
@@ -331,7 +331,7 @@ class SegmentPanel(QWidget):
         if self._closed:
             return
         reason, self._cancel_reason = self._cancel_reason, None
-        self.last_message = notify_info(reason) if reason else "cancelled; nothing was written"
+        self.last_message = notify_info(reason) if reason else self._cancel_note
         self.status.setText(self.last_message)
         self.progress.setValue(0)
 
@@ -347,9 +347,19 @@ class SegmentPanel(QWidget):
         self.activity.close()
 
     def _on_progress(self, progress: Any) -> None:
-        if not self._closed:
-            self.progress.setValue(int(1000 * progress.fraction))
-            self.activity.set(int(1000 * progress.fraction))
+        if self._closed:
+            return
+        if isinstance(progress, LayerDone):
+            self.show_result(progress.result, *progress.key)
+            return
+        if isinstance(progress, FileDone):
+            self.batch.lines.append(progress.summary)
+            self.status.setText(progress.summary)
+            return
+        if isinstance(progress, BatchProgress):
+            self.status.setText(f"{progress.item + 1}/{progress.items}: {progress.name}…")
+        self.progress.setValue(int(1000 * progress.fraction))
+        self.activity.set(int(1000 * progress.fraction))
 
     def _done(self) -> None:
         self.busy = False
@@ -366,7 +376,7 @@ class SegmentPanel(QWidget):
         self.status.setText(self.last_message)
         self.progress.setValue(0)
 
-    def _show(
+    def show_result(
         self,
         result: Any,
         layer: Any,

@@ -143,6 +143,23 @@ def predict_file(
     ``match_slices``: for instance output of such a stack, the overlap (IoU) from which an
     object continues one in the slice before, under its id (None: ids per slice).
     """
+    steps = iter_predict_file(
+        segmenter, job, options, channel_axis=channel_axis, match_slices=match_slices, note=note
+    )
+    return run_to_end(steps, progress)
+
+
+def iter_predict_file(
+    segmenter: Segmenter,
+    job: FileJob,
+    options: dict,
+    *,
+    channel_axis: int | None = None,
+    match_slices: float | None = None,
+    note: Callable[[str], None] | None = None,
+) -> Generator[Any, None, str]:
+    """:func:`predict_file` as a generator of tile progress (a caller such as the napari
+    dock can stop between tiles); returns the summary."""
     ome = read_ome_zarr(job.path) if is_ome_zarr(job.path) else None
     image = ome.data if ome is not None else io.read_image(job.path, memmap=True)
     dims = segmenter.model_file.config.spatial_dims
@@ -163,11 +180,10 @@ def predict_file(
             )
         else:
             steps = segmenter.iter_predict(image, channel_axis=channel_axis, **options)
-        result = run_to_end(steps, progress)
+        result = yield from steps
         if stack and match_slices is not None and options.get("output") == "instances":
-            result = replace(
-                result, labels=match_across_slices(result.labels, len(stack), match_slices)
-            )
+            labels = match_across_slices(result.labels, len(stack), match_slices)
+            result = replace(result, labels=labels)
     except UserInputError as err:
         raise UserInputError(f"{name}: {err}") from err
     write_results(job, result, ome, dims)

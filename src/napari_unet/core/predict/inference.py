@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -32,6 +32,8 @@ from .tta import TestTimeAugmented
 OUTPUTS = ("semantic", "instances", "probabilities")
 MIN_SIZE_FRACTION = 0.1  # of a median object's area: smaller pieces are fragments
 
+_R = TypeVar("_R")  # what a prediction generator returns
+
 
 @dataclass
 class Prediction:
@@ -48,8 +50,7 @@ def instances_from_foreground(foreground: np.ndarray, min_size: int = 0) -> np.n
     numbered 1..N (touching objects stay merged; instance models separate them).
 
     Works in place on one uint32 array, so a 16k x 16k image needs 1 GB, not the 2 GB of int64
-    labels and again as much to renumber them.
-    """
+    labels and again as much to renumber them."""
     from scipy import ndimage as ndi
 
     labels: np.ndarray = np.zeros(foreground.shape, np.uint32)
@@ -277,8 +278,8 @@ class Segmenter:
 
 
 def run_to_end(
-    steps: Generator[Any, None, Prediction], progress: Callable[[Any], None] | None = None
-) -> Prediction:
+    steps: Generator[Any, None, _R], progress: Callable[[Any], None] | None = None
+) -> _R:
     """Drive a prediction generator (:meth:`Segmenter.iter_predict`, :func:`iter_predict_stack`)
     to its end, showing each step to ``progress``; returns its result."""
     while True:
@@ -332,8 +333,7 @@ def stack_channel_axis(
     An explicit ``channel_axis`` wins. Single-channel models (and models that turn colour into
     gray) see a colour last axis (3 or 4 entries) as channels and every other extra axis as a
     stack axis. Multi-channel models look for an axis with as many entries as they have
-    input channels: the last, the first, then the second (ImageJ's Z, C, Y, X order).
-    """
+    input channels: the last, the first, then the second (ImageJ's Z, C, Y, X order)."""
     if channel_axis is not None:
         return channel_axis
     config = model.config
