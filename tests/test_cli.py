@@ -665,3 +665,13 @@ def test_predict_matches_objects_across_the_slices_of_a_stack(tmp_path, capsys):
     assert main([*argv, "--match-slices", "0", "--out", str(tmp_path / "x"),
                  str(tmp_path / "drift.tif")]) == 2  # fmt: skip
     assert "overlap for matching objects across slices" in capsys.readouterr().err
+
+
+def test_predict_warns_when_an_image_is_unlike_the_models_training_images(tmp_path, capsys):
+    from skimage import data
+
+    tifffile.imwrite(tmp_path / "fundus.tif", data.retina()[::4, ::4])
+    assert main(["predict", "--model", "nuclei", "--out", str(tmp_path / "out"),
+                 str(tmp_path / "fundus.tif")]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "fundus.tif: this looks like a fundus image, but the model learnt from" in err

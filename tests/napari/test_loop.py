@@ -102,3 +102,23 @@ def test_removing_the_image_cancels_its_segmentation_at_once(dock, qtbot):
     qtbot.waitUntil(lambda: not seg.busy, timeout=60_000)
     assert "segmenting stopped, nothing was written" in seg.last_message
     assert len(viewer.layers) == 0
+
+
+def test_a_likely_mismatch_is_said_before_running(dock, qtbot):
+    from napari.utils.notifications import notification_manager
+    from skimage import data
+
+    viewer = dock.viewer
+    viewer.add_image(data.retina()[::4, ::4], name="fundus", rgb=True)
+    seg = dock.segment
+    seg.model.setCurrentText("nuclei")
+    worker = seg.segment()
+    # Said at once, before the result: a notification naming the layer.
+    assert seg.mismatch and seg.mismatch.startswith("this looks like a fundus image")
+    shown = [str(n.message) for n in notification_manager.records]
+    assert any(m.startswith("fundus: this looks like a fundus image") for m in shown)
+    _wait(qtbot, seg, worker)
+    assert "Note: this looks like a fundus image" in seg.last_message
+    seg.model.setCurrentText("retina")
+    _wait(qtbot, seg, seg.segment())
+    assert seg.mismatch is None and "Note:" not in seg.last_message

@@ -132,6 +132,7 @@ class BatchBox(Disclosure):
         """Segment every image layer (but the probability images Segment wrote) with the
         panel's settings, one after another; returns the worker."""
         panel = self.panel
+        panel.mismatch = None
         layers = [
             layer for layer in panel.image.layers() if not layer.name.endswith(" U-Net probability")
         ]

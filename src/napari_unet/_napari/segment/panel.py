@@ -20,6 +20,7 @@ from ...core import (
     ModelFile,
     UserInputError,
 )
+from ...core.data.image_kind import mismatch_warning
 from ...core.predict.inference import leading_shape
 from ..common import (
     SHORTCUTS,
@@ -127,6 +128,7 @@ class SegmentPanel(QWidget):
         self._running_layer: Any = None
         self._cancel_reason: str | None = None
         self._cancel_note = ""  # what Cancel leaves behind, said when it lands
+        self.mismatch: str | None = None  # the warning before the last run, if any
         self.activity = ActivityProgress()
         on_layer_removed(self, viewer, SegmentPanel._layer_removed)
         self.models.refreshed.connect(self._suggest_output)
@@ -196,6 +198,7 @@ class SegmentPanel(QWidget):
         name = self.model.currentText()
         output = options["output"]
         self._running_layer = layer
+        self._warn_mismatch(model, layer, channel_axis)
         return self.start_job(
             f"segmenting {layer.name}",
             segment_job,
@@ -205,6 +208,20 @@ class SegmentPanel(QWidget):
                 result, layer, channel_axis, index, output, model, name
             ),
         )
+
+    def _warn_mismatch(self, model: ModelFile, layer: Any, channel_axis: int | None) -> None:
+        """Say so before running when the image looks unlike all the model learnt from (a
+        nuclei model on a fundus photograph): the run goes on, the user knows why it may
+        disappoint."""
+        try:
+            warning = mismatch_warning(model, layer_array(layer), channel_axis)
+        except Exception:  # a look at the image that fails must not stop the run
+            warning = None
+        self.mismatch = warning
+        if warning:
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"{layer.name}: {warning}")
 
     def run_options(
         self, layer: Any, model: ModelFile, channel_axis: int | None, index: Any = None
@@ -428,5 +445,7 @@ class SegmentPanel(QWidget):
         ) + f" (model: {model_name}; device: {result.device})"
         if result.scale is not None:
             self.last_message += f"; {result.scale.describe()}"
+        if self.mismatch:
+            self.last_message += f". Note: {self.mismatch}"
         self.object_size.show_choice(result.scale)
         self.status.setText(self.last_message)

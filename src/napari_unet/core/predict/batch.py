@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import io
+from ..data.image_kind import mismatch_warning
 from ..data.ome_zarr import (
     check_label_name,
     is_ome_zarr,
@@ -171,6 +172,9 @@ def iter_predict_file(
             spatial = [ome.scale[i] for i, axis in enumerate(ome.axes) if axis in "zyx"]
             options = {**options, "pixel_size": tuple(spatial[-dims:])}
         channel_axis = stack_channel_axis(image.shape, segmenter.model_file, channel_axis)
+        warning = mismatch_warning(segmenter.model_file, image, channel_axis)
+        if note is not None and warning:
+            note(f"{name}: {warning}")
         stack = leading_shape(tuple(image.shape), dims, channel_axis)
         if stack:  # e.g. a z-stack for a 2D model: one slice at a time
             if note is not None:

@@ -11,6 +11,7 @@ from typing import Literal
 
 import numpy as np
 
+from ..data.image_kind import image_kind
 from ..data.normalize import ImageSource, Preprocessing, channels_first, model_channels
 from ..errors import UserInputError
 from ..network.unet import UNetConfig
@@ -32,6 +33,7 @@ class TrainingPair:
     name: str = ""
     instances: np.ndarray | None = None
     corrections: bool = False
+    kind: str | None = None  # what kind of picture the raw image was (data/image_kind.py)
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -71,6 +73,7 @@ def prepare_pair(
         )
     source = ImageSource(view, spatial_dims, preprocessing, in_channels, channel_axis=0)
     prepared = source.read(tuple(slice(None) for _ in source.shape))
+    kind = image_kind(view if view.shape[0] > 1 else view[0], 0 if view.shape[0] > 1 else None)
     if label_mode == "corrections":
         if prediction is None:
             raise UserInputError(
@@ -81,14 +84,16 @@ def prepare_pair(
         targets = correction_targets(
             prediction, labels, task=task, num_classes=num_classes, name=f"labels{what}"
         )
-        return TrainingPair(np.ascontiguousarray(prepared), targets, name, corrections=True)
+        return TrainingPair(
+            np.ascontiguousarray(prepared), targets, name, corrections=True, kind=kind
+        )
     if task and task.get("kind") == "instances":
         targets, instances = _instance_pair_targets(
             labels, label_mode, ignore_value, task, f"labels{what}"
         )
-        return TrainingPair(np.ascontiguousarray(prepared), targets, name, instances)
+        return TrainingPair(np.ascontiguousarray(prepared), targets, name, instances, kind=kind)
     targets = labels_to_targets(labels, num_classes, label_mode, ignore_value, name=f"labels{what}")
-    return TrainingPair(np.ascontiguousarray(prepared), targets, name)
+    return TrainingPair(np.ascontiguousarray(prepared), targets, name, kind=kind)
 
 
 def _instance_pair_targets(

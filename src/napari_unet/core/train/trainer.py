@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ..data.image_kind import kinds_entry
 from ..data.normalize import Preprocessing
 from ..data.object_size import ObjectScale
 from ..errors import TrainingDiverged, UserInputError
@@ -255,8 +256,7 @@ class Trainer:
     def release(self) -> None:
         """Move the network and optimiser state to the CPU and free GPU memory.
 
-        Call it when training pauses or ends; :meth:`train` moves everything back.
-        """
+        Call it when training pauses or ends; :meth:`train` moves everything back."""
         self._move_to(torch.device("cpu"))
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -478,6 +478,7 @@ class Trainer:
             **({"processes": self.world.size} if self.world.distributed else {}),
             **({"plan": self.plan} if self.plan else {}),
             **({"rescaled_to_model": self.rescaled_by} if self.rescaled_by != 1 else {}),
+            **kinds_entry(p.kind for p in self.train_pairs + self.val_pairs),
         }
         history = history_with_run(self.base_history, run, self.state, resumed=self.resumed)
         if self._scale is None:  # measured once: the data do not change during a run
