@@ -25,10 +25,15 @@ def test_segmenting_shows_in_napari_activity_dock(dock, qtbot):
     seg = dock.segment
     seg.model.setCurrentText("nuclei")
     worker = seg.segment()
-    bars = [bar for bar in progress._all_instances if "segmenting cells" in str(bar.desc)]
-    assert len(bars) == 1 and bars[0].total == 1000
+
+    def bars():
+        return [bar for bar in progress._all_instances if "segmenting cells" in str(bar.desc)]
+
+    qtbot.waitUntil(lambda: len(bars()) == 1, timeout=5000)  # made on the next loop turn
+    bar = bars()[0]
+    assert bar.total == 1000
     _wait(qtbot, seg, worker)
-    assert bars[0].n == 1000  # it went all the way
+    assert bar.n == 1000  # it went all the way
     assert not [bar for bar in progress._all_instances if "segmenting" in str(bar.desc)]
 
 

@@ -9,7 +9,7 @@ import warnings
 import weakref
 from typing import Any
 
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import QComboBox, QToolButton, QVBoxLayout, QWidget
 
 from ..core import UserInputError, available_devices
@@ -208,12 +208,23 @@ class ActivityProgress:
 
     def __init__(self) -> None:
         self._bar: Any = None
+        self._pending: tuple[str, int] | None = None
 
     def start(self, description: str, total: int) -> None:
+        """Show a new bar. It is made on the next turn of the event loop: napari draws the
+        activity dock as it adds one (tens of ms), which would otherwise add to the pause
+        of the click that started the job."""
+        self.close()
+        self._pending = (description, max(int(total), 1))
+        QTimer.singleShot(0, self._create)
+
+    def _create(self) -> None:
+        if self._pending is None:  # closed before it was made
+            return
         from napari.utils import progress
 
-        self.close()
-        self._bar = progress(total=max(int(total), 1), desc=description)
+        (description, total), self._pending = self._pending, None
+        self._bar = progress(total=total, desc=description)
 
     def set(self, done: int, total: int | None = None) -> None:
         """Show ``done`` of ``total`` (the total may grow, as a resumed training's does)."""
@@ -226,6 +237,7 @@ class ActivityProgress:
             self._bar.update(step)
 
     def close(self) -> None:
+        self._pending = None
         if self._bar is not None:
             bar, self._bar = self._bar, None
             with contextlib.suppress(Exception):  # its dock may be gone with the viewer

@@ -258,7 +258,8 @@ class SegmentPanel(QWidget):
         self.busy = True
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.progress.setValue(0)
+        if self.progress.value():  # QProgressBar repaints at once: only when it shows more
+            self.progress.setValue(0)
         self.status.setText(f"{what}…")
         self.activity.start(f"U-Net: {what}", 1000)
         connect = {  # handlers given here, or superqt re-raises errors in the GUI thread

@@ -177,6 +177,7 @@ class TrainPanel(QWidget):
         new = text == NEW_MODEL
         self.new_model.setEnabled(new)
         self.new_model.set_expanded(new)
+        self.settings.plan.setEnabled(new)  # a fine-tune keeps its model's network
 
     # ------------------------------------------------------------ data rows
 
