@@ -122,3 +122,18 @@ def test_a_likely_mismatch_is_said_before_running(dock, qtbot):
     seg.model.setCurrentText("retina")
     _wait(qtbot, seg, seg.segment())
     assert seg.mismatch is None and "Note:" not in seg.last_message
+
+
+def test_a_large_image_shows_progress_as_it_goes(dock, qtbot):
+    viewer = dock.viewer
+    viewer.add_image(disks_image(shape=(1024, 1024), n=80)[0], name="large")
+    seg = dock.segment
+    seg.model.setCurrentText("nuclei")
+    seg.tile_size.setValue(256)
+    seg.object_size.mode.setCurrentText("native (no rescaling)")  # one pass over the tiles
+    worker = seg.segment()
+    seen: list[float] = []
+    worker.yielded.connect(lambda step: seen.append(step.fraction))
+    _wait(qtbot, seg, worker)
+    assert len([f for f in seen if 0 < f < 1]) >= 4  # the bar moves before the end
+    assert seen == sorted(seen)
