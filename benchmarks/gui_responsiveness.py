@@ -80,6 +80,13 @@ class NapariWork:
         return gaps[~napari_side], gaps[napari_side]
 
 
+def wait_idle(panel) -> None:
+    """Keep the event loop turning until the panel's job has finished."""
+    while panel.busy:
+        QApplication.processEvents()
+        time.sleep(0.001)
+
+
 def spin(seconds: float) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
@@ -110,9 +117,7 @@ def segment_rows(viewer, dock, recorder, napari_work) -> list:
     recorder.start()
     started = time.perf_counter()
     seg.segment()
-    while seg.busy:
-        QApplication.processEvents()
-        time.sleep(0.001)
+    wait_idle(seg)
     seconds = time.perf_counter() - started
     ours, napari_side = napari_work.split(recorder.stop())
     print(f"segmenting: {seg.last_message}")
@@ -154,9 +159,7 @@ def main() -> None:
     recorder.start()
     started = time.perf_counter()
     train.start()
-    while train.busy:
-        QApplication.processEvents()
-        time.sleep(0.001)
+    wait_idle(train)
     if train.trainer is None:
         raise SystemExit(f"training did not run: {train.last_message}")
     ours, napari_side = napari_work.split(recorder.stop())

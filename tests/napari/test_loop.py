@@ -9,7 +9,8 @@ import pytest
 napari = pytest.importorskip("napari")
 
 from tests.conftest import disks_image  # noqa: E402
-from tests.napari.test_widget import _tiny_training, _wait  # noqa: E402
+from tests.napari.test_abuse import _train_on  # noqa: E402
+from tests.napari.test_widget import _wait  # noqa: E402
 
 from napari_unet._napari.common import error_message  # noqa: E402
 from napari_unet._napari.segment.panel import NO_IMAGE_HINT  # noqa: E402
@@ -20,14 +21,8 @@ def _offered(combo) -> list[str]:
 
 
 def _train_tiny(dock, qtbot, **kw):
-    viewer = dock.viewer
     image, truth = disks_image()
-    viewer.add_image(image, name="cells")
-    viewer.add_labels(truth, name="truth")
-    train = dock.train
-    train.rows[0].image.select(viewer.layers["cells"])
-    train.rows[0].labels.select(viewer.layers["truth"])
-    _tiny_training(train, **kw)
+    train = _train_on(dock, image, truth, **kw)
     _wait(qtbot, train, train.start())
     return train
 
