@@ -29,7 +29,7 @@ def test_segmenting_shows_in_napari_activity_dock(dock, qtbot):
     def bars():
         return [bar for bar in progress._all_instances if "segmenting cells" in str(bar.desc)]
 
-    qtbot.waitUntil(lambda: len(bars()) == 1, timeout=5000)  # made on the next loop turn
+    assert len(bars()) == 1
     bar = bars()[0]
     assert bar.total == 1000
     _wait(qtbot, seg, worker)

@@ -4,12 +4,15 @@ opens and closes."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
+import threading
 import warnings
 import weakref
 from typing import Any
 
-from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QComboBox, QToolButton, QVBoxLayout, QWidget
 
 from ..core import UserInputError, available_devices
@@ -211,15 +214,15 @@ class ActivityProgress:
         self._pending: tuple[str, int] | None = None
 
     def start(self, description: str, total: int) -> None:
-        """Show a new bar. It is made on the next turn of the event loop: napari draws the
-        activity dock as it adds one (tens of ms), which would otherwise add to the pause
-        of the click that started the job."""
+        """Show a new bar in napari's activity dock."""
         self.close()
         self._pending = (description, max(int(total), 1))
-        QTimer.singleShot(0, self._create)
+        # Made at once: made later, on a turn of the event loop, napari's activity dock
+        # starting its animation hung the GUI thread while our workers imported.
+        self._create()
 
     def _create(self) -> None:
-        if self._pending is None:  # closed before it was made
+        if self._pending is None:
             return
         from napari.utils import progress
 
@@ -280,14 +283,69 @@ def drop_stale_warning_hook() -> None:
         warnings.showwarning = _BASE_WARNING_HOOK[0]
 
 
+class _Imports:
+    """Our workers never import concurrently with the torch warm-up: two threads importing
+    large packages at once (torch._dynamo in one, scipy through scikit-image in the other)
+    deadlocked on Python's import locks here, with napari's GUI thread waiting too. A job
+    waits for a warm-up under way; the warm-up is skipped while a job runs (the job imports
+    what it needs itself)."""
+
+    lock = threading.Lock()
+    jobs = 0
+
+
+def warm_up_unless_busy(warm_up: Any) -> None:
+    """Run ``warm_up()`` unless one of our jobs is running (see :class:`_Imports`)."""
+    with _Imports.lock:
+        if _Imports.jobs == 0:
+            warm_up()
+
+
+def _job(function: Any) -> Any:
+    """``function`` (a plain or a generator function) counted as a running job, started only
+    once no warm-up is under way."""
+
+    def enter() -> None:
+        with _Imports.lock:
+            _Imports.jobs += 1
+
+    def leave() -> None:
+        with _Imports.lock:
+            _Imports.jobs -= 1
+
+    if inspect.isgeneratorfunction(function):
+
+        @functools.wraps(function)
+        def generator_job(*args: Any, **kwargs: Any) -> Any:
+            enter()
+            try:
+                return (yield from function(*args, **kwargs))
+            finally:
+                leave()
+
+        return generator_job
+
+    @functools.wraps(function)
+    def plain_job(*args: Any, **kwargs: Any) -> Any:
+        enter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            leave()
+
+    return plain_job
+
+
 def start_worker(function: Any, *args: Any, connect: dict[str, Any] | None = None, **kwargs: Any):
     """Run ``function(*args, **kwargs)`` in a napari thread worker, its signals connected to
     ``connect``'s handlers before it starts (superqt re-raises errors in the GUI thread for a
-    worker without an *errored* handler); returns the started worker."""
+    worker without an *errored* handler); returns the started worker. It waits for a torch
+    warm-up under way (see :class:`_Imports`)."""
     from napari.qt.threading import create_worker
 
     remember_warning_hook()
-    worker = create_worker(function, *args, _start_thread=False, _connect=connect or {}, **kwargs)
+    job = function if function is warm_up_unless_busy else _job(function)
+    worker = create_worker(job, *args, _start_thread=False, _connect=connect or {}, **kwargs)
     worker.finished.connect(drop_stale_warning_hook)
     worker.start()
     return worker

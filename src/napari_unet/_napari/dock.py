@@ -16,7 +16,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.network.devices import warm_up
-from .common import SHORTCUTS, notify_info, start_worker
+from .common import SHORTCUTS, notify_info, start_worker, warm_up_unless_busy
 from .remembered import RememberedSettings
 from .segment import SegmentPanel
 from .session import Session
@@ -138,7 +138,7 @@ class UNetWidget(QWidget):
         global _WARMED_UP
         if not _WARMED_UP:  # once per process: a second dock finds torch warm
             _WARMED_UP = True
-            start_worker(warm_up)
+            start_worker(warm_up_unless_busy, warm_up)
 
     def segment_with_trained(self, image_layer: Any = None) -> Any:
         """Switch to Segment and run the model just trained on ``image_layer``."""
