@@ -11,13 +11,8 @@ from typing import Any
 
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QMessageBox, QPushButton
 
-from ...core import ModelFile, Segmenter, UserInputError, io
-from ...core.predict.batch import (
-    FileJob,
-    iter_predict_file,
-    plan_jobs,
-    split_outputs_from_inputs,
-)
+from ...core import ModelFile, Segmenter, UserInputError
+from ...core.predict.batch import FileJob, OutputsExist, folder_jobs, iter_predict_file
 from ...core.predict.inference import stack_channel_axis
 from ...core.predict.slice_matching import DEFAULT_MIN_IOU
 from ..common import Disclosure, notify_error, notify_info
@@ -59,6 +54,18 @@ class FileDone:
     summary: str
 
 
+def _tagged(
+    steps: Generator[Any, None, Any], item: int, items: int, name: str
+) -> Generator[BatchProgress, None, Any]:
+    """``steps``' progress as :class:`BatchProgress` of item ``item``; returns its result."""
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration as done:
+            return done.value
+        yield BatchProgress(item, items, step, name)
+
+
 def layers_job(
     model: ModelFile, device: str, cache: dict, items: list[tuple[Any, str, Any, dict]]
 ) -> Generator[Any, None, int]:
@@ -66,13 +73,7 @@ def layers_job(
     each result as it is ready; returns how many were done."""
     for n, (key, name, image, options) in enumerate(items):
         steps = segment_job(model, device, cache, image, **options)
-        while True:
-            try:
-                step = next(steps)
-            except StopIteration as done:
-                result = done.value
-                break
-            yield BatchProgress(n, len(items), step, name)
+        result = yield from _tagged(steps, n, len(items), name)
         yield LayerDone(key, result)
     return len(items)
 
@@ -92,13 +93,7 @@ def folder_job(
         steps = iter_predict_file(
             segmenter, job, options, match_slices=DEFAULT_MIN_IOU if match_slices else None
         )
-        while True:
-            try:
-                step = next(steps)
-            except StopIteration as done:
-                summary = done.value
-                break
-            yield BatchProgress(n, len(jobs), step, job.path.name)
+        summary = yield from _tagged(steps, n, len(jobs), job.path.name)
         summaries.append(summary)
         yield FileDone(summary)
     return summaries
@@ -215,24 +210,3 @@ class BatchBox(Disclosure):
 def results_folder(folder: Path) -> Path:
     """Where a folder's results go by default: a sibling named ``<folder>-unet``."""
     return folder.parent / f"{folder.name}-unet"
-
-
-class OutputsExist(UserInputError):
-    """Results of an earlier run are where this one would write."""
-
-
-def folder_jobs(folder: str | Path, out: str | Path, *, overwrite: bool) -> list[FileJob]:
-    """The images of ``folder`` (less the labels and probabilities of others) and their
-    ``<name>_labels.tif`` in ``out``, checked as ``napari-unet predict`` checks them; raises
-    :class:`OutputsExist` when results are there already, unless ``overwrite``."""
-    files, _ = split_outputs_from_inputs(io.list_images([folder]))
-    if not files:
-        raise UserInputError(f"no images to segment in {folder}")
-    jobs = plan_jobs(files, Path(out), probabilities=False, overwrite=True)
-    existing = [job.labels.name for job in jobs if job.labels.exists()]
-    if existing and not overwrite:
-        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
-        raise OutputsExist(
-            f"{len(existing)} result(s) already in {out}: {', '.join(existing[:3])}{more}"
-        )
-    return jobs

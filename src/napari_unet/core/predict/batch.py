@@ -276,3 +276,24 @@ def _ome_zarr_outputs(ome, result: Prediction, job: FileJob, spatial_dims: int) 
             )
         )
     return outputs
+
+
+class OutputsExist(UserInputError):
+    """Results of an earlier run are where this one would write."""
+
+
+def folder_jobs(folder: str | Path, out: str | Path, *, overwrite: bool) -> list[FileJob]:
+    """The images of ``folder`` (less the labels and probabilities of others) and their
+    ``<name>_labels.tif`` in ``out``, checked as ``napari-unet predict`` checks them; raises
+    :class:`OutputsExist` when results are there already, unless ``overwrite``."""
+    files, _ = split_outputs_from_inputs(io.list_images([folder]))
+    if not files:
+        raise UserInputError(f"no images to segment in {folder}")
+    jobs = plan_jobs(files, Path(out), probabilities=False, overwrite=True)
+    existing = [job.labels.name for job in jobs if job.labels.exists()]
+    if existing and not overwrite:
+        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        raise OutputsExist(
+            f"{len(existing)} result(s) already in {out}: {', '.join(existing[:3])}{more}"
+        )
+    return jobs
