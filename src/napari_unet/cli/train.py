@@ -72,6 +72,7 @@ def _load_pairs(
     label_mode: str,
 ):
     from ..core import UserInputError, io, prepare_pair
+    from ..core.data.pixel_size import file_pixel_size
 
     predictions = {}
     if label_mode == "corrections":
@@ -100,6 +101,7 @@ def _load_pairs(
                 channel_axis=args.channel_axis,
                 name=pair.image.name,
                 task=args.task,
+                pixel_size=file_pixel_size(pair.image, spatial_dims),
             )
         )
         in_channels = pairs[0].image.shape[0]

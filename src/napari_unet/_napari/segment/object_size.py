@@ -10,6 +10,7 @@ import numpy as np
 from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QGridLayout, QLabel, QPushButton, QWidget
 
 from ...core import ModelFile
+from ...core.data.pixel_size import layer_pixel_size
 from ...core.predict.scale import ScaleChoice, estimate_image_scale
 from ..common import narrow, start_worker
 from ..layers import layer_array
@@ -68,8 +69,7 @@ class ObjectSizeRow(QWidget):
         if mode == "layer" and layer is None:  # files: no layer scale to read
             return {"object_size": "auto"}
         if mode == "layer":
-            scale = tuple(float(s) for s in np.asarray(layer.scale)[-spatial_dims:])
-            return {"object_size": "auto", "pixel_size": scale}
+            return {"object_size": "auto", "pixel_size": layer_pixel_size(layer, spatial_dims)}
         return {"object_size": mode}
 
     def show_choice(self, choice: ScaleChoice | None) -> None:

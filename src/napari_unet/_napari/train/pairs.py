@@ -9,6 +9,7 @@ import numpy as np
 from qtpy.QtWidgets import QComboBox, QFrame, QGridLayout, QLabel, QPushButton, QWidget
 
 from ...core import Preprocessing, UserInputError, prepare_pair
+from ...core.data.pixel_size import layer_pixel_size
 from ...core.train.corrections import correction_blocks
 from ...core.train.data import TrainingPair
 from ...core.train.targets import annotated_blocks
@@ -189,6 +190,7 @@ def build_pairs(
                     name=name,
                     task=task,
                     prediction=block_prediction,
+                    pixel_size=layer_pixel_size(image_layer, spatial_dims),
                 )
             )
             in_channels = pairs[0].image.shape[0]

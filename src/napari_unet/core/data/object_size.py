@@ -41,9 +41,10 @@ class ObjectScale:
     size : the median, in pixels of the training images.
     low, high : the 25th and 75th percentiles (the spread).
     count : objects (or centre-line pixels) measured.
-    calibration : median over the training images of (size from labels / size from
-        :func:`blob_diameter` of the image): multiplies the image estimator's answer on a
-        user's image; None when it was not measured.
+    calibration : multiplies the image estimator's answer on a user's image; None when it
+        was not measured. Objects: median over the training images of (size from labels /
+        size from :func:`blob_diameter` of the image). Widths: ``size`` / the training
+        images' median field-of-view diameter (:mod:`.field_of_view`: fundus photographs).
     pixel_size : the training images' pixel size per spatial axis, when their files said.
     unit : the unit of ``pixel_size`` ("micrometer", ...).
     """

@@ -20,6 +20,7 @@ from ..data.ome_zarr import (
     write_ome_zarr,
 )
 from ..data.ome_zarr import write_labels_into as _write_labels_into
+from ..data.pixel_size import file_pixel_size, ome_zarr_pixel_size
 from ..data.safe_paths import refuse_inputs
 from ..errors import UserInputError
 from .inference import (
@@ -168,9 +169,9 @@ def iter_predict_file(
     try:
         if ome is not None and channel_axis is None:  # the metadata says which axis is c
             channel_axis = ome.channel_axis
-        if ome is not None and "pixel_size" not in options:  # for models that know theirs
-            spatial = [ome.scale[i] for i, axis in enumerate(ome.axes) if axis in "zyx"]
-            options = {**options, "pixel_size": tuple(spatial[-dims:])}
+        if "pixel_size" not in options:  # for models that know theirs
+            pixels = ome_zarr_pixel_size(ome, dims) if ome else file_pixel_size(job.path, dims)
+            options = {**options, "pixel_size": pixels}
         channel_axis = stack_channel_axis(image.shape, segmenter.model_file, channel_axis)
         warning = mismatch_warning(segmenter.model_file, image, channel_axis)
         if note is not None and warning:

@@ -17,8 +17,10 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .. import limits
+from ..data.field_of_view import source_field_of_view
 from ..data.normalize import BlockSource, ImageSource
 from ..data.object_size import ObjectScale, blob_diameter, centre_view, equivalent_diameters
+from ..data.pixel_size import in_micrometres
 from ..errors import UserInputError
 
 #: Factors this close to 1 are not worth resampling for: models are trained with some size
@@ -117,7 +119,8 @@ def choose_scale(
 ) -> ScaleChoice:
     """The grid to predict ``source`` (the model's input on the image's grid) on, for a model
     trained at ``scale``; ``object_size`` as :func:`parse_object_size` returns it;
-    ``pixel_size``: the image's, per spatial axis, when its file says."""
+    ``pixel_size``: the image's in micrometres, per spatial axis, when its file or layer says
+    (:mod:`~napari_unet.core.data.pixel_size`)."""
     dims = len(source.shape)
     object_size = parse_object_size(object_size) if isinstance(object_size, str) else object_size
     noun = scale.noun if scale else "object diameter"
@@ -138,26 +141,33 @@ def choose_scale(
         return _snapped(factor, dims, object_size, scale, "given")
     if scale is None:
         return ScaleChoice((1.0,) * dims, None, None, "the model does not know its scale", noun)
-    if pixel_size and scale.pixel_size and len(pixel_size) == len(scale.pixel_size) == dims:
-        factors = tuple(_clamped(p / q) for p, q in zip(pixel_size, scale.pixel_size, strict=True))
-        found = scale.size * float(np.mean(scale.pixel_size)) / float(np.mean(pixel_size))
+    model_pixels = in_micrometres(scale.pixel_size, scale.unit) if scale.pixel_size else None
+    if pixel_size and model_pixels and len(pixel_size) == len(model_pixels) == dims:
+        factors = tuple(_clamped(p / q) for p, q in zip(pixel_size, model_pixels, strict=True))
+        found = scale.size * float(np.mean(model_pixels)) / float(np.mean(pixel_size))
         return ScaleChoice(factors, found, scale.size, "pixel sizes", noun)
     return estimated(scale, source)
 
 
 def estimated(scale: ObjectScale, source: BlockSource) -> ScaleChoice:
-    """The factor from an estimate of the structure size in ``source`` (a centre view)."""
+    """The factor from an estimate of the structure size in ``source``: objects from a centre
+    view (:func:`blob_diameter`), thin structures from a fundus photograph's field of view
+    (:func:`source_field_of_view`), each calibrated on the model's training images."""
     dims = len(source.shape)
-    if scale.kind != "objects" or not scale.calibration:
+    if not scale.calibration:
         return ScaleChoice(
-            (1.0,) * dims,
-            None,
-            scale.size,
-            "no automatic size estimate for thin structures yet (give a width in pixels)"
-            if scale.kind == "widths"
-            else "the model holds no size calibration",
-            scale.noun,
+            (1.0,) * dims, None, scale.size, "the model holds no size calibration", scale.noun
         )
+    if scale.kind == "widths":
+        diameter = source_field_of_view(source)
+        if diameter is None:
+            why = (
+                "no round field of view to size thin structures by (fundus photographs have "
+                "one; give a width in pixels)"
+            )
+            return ScaleChoice((1.0,) * dims, None, scale.size, why, scale.noun)
+        found = diameter * scale.calibration
+        return _snapped(target_factor(found, scale), dims, found, scale, "from the field of view")
     raw = blob_diameter(source.read(centre_view(source.shape)))
     if raw is None:
         return ScaleChoice((1.0,) * dims, None, scale.size, "no objects to measure", scale.noun)
@@ -170,14 +180,20 @@ def _clamped(factor: float) -> float:
 
 
 def target_factor(found: float, scale: ObjectScale) -> float:
-    """The factor for structures of ``found`` pixels: 1 when they lie among the sizes the
-    model was trained on (between its quartiles: it learnt them all), else the factor that
-    brings them halfway (geometrically) from the nearest quartile to the median.
+    """The factor for structures of ``found`` pixels.
 
-    Measured on 40 DSB2018 val images (benchmarks/scale_sweep.py's data) rescaled by 0.5, 1
-    and 3, object F1@0.5: to the median 0.791 / 0.807 / 0.814, to the nearest quartile
-    0.791 / 0.825 / 0.795, halfway 0.798 / 0.826 / 0.807 (native: 0.670 / 0.824 / 0.524).
+    Objects: 1 when they lie among the sizes the model was trained on (between its
+    quartiles: it learnt them all), else the factor that brings them halfway (geometrically)
+    from the nearest quartile to the median. Measured on 40 DSB2018 val images
+    (benchmarks/scale_sweep.py's data) rescaled by 0.5, 1 and 3, object F1@0.5: to the median
+    0.791 / 0.807 / 0.814, to the nearest quartile 0.791 / 0.825 / 0.795, halfway 0.798 /
+    0.826 / 0.807 (native: 0.670 / 0.824 / 0.524).
+
+    Widths: to the median. Their quartiles span a vessel tree's capillaries to its trunks
+    within each image, not a tolerance to the scale of the whole image.
     """
+    if scale.kind == "widths":
+        return scale.size / found
     if scale.low <= found <= scale.high:
         return 1.0
     edge = min(max(found, scale.low), scale.high)

@@ -34,6 +34,7 @@ class TrainingPair:
     instances: np.ndarray | None = None
     corrections: bool = False
     kind: str | None = None  # what kind of picture the raw image was (data/image_kind.py)
+    pixel_size: tuple[float, ...] | None = None  # micrometres per spatial axis, when known
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -54,6 +55,7 @@ def prepare_pair(
     name: str = "",
     task: dict | None = None,
     prediction: np.ndarray | None = None,
+    pixel_size: tuple[float, ...] | None = None,
 ) -> TrainingPair:
     """Check and convert one (image, labels) pair for training, with clear errors.
 
@@ -61,6 +63,8 @@ def prepare_pair(
     be instance labels (one value per object); scribbled objects train the interior class.
     ``label_mode="corrections"``: ``labels`` are strokes (as scribbles) correcting
     ``prediction``, whose uncorrected rest counts as labelled (see :mod:`.corrections`).
+    ``pixel_size``: the image's in micrometres, when its file or layer says (the model
+    records it when all its training images share one).
     """
     view = channels_first(image, spatial_dims, channel_axis)
     if in_channels is None:
@@ -85,15 +89,29 @@ def prepare_pair(
             prediction, labels, task=task, num_classes=num_classes, name=f"labels{what}"
         )
         return TrainingPair(
-            np.ascontiguousarray(prepared), targets, name, corrections=True, kind=kind
+            np.ascontiguousarray(prepared),
+            targets,
+            name,
+            corrections=True,
+            kind=kind,
+            pixel_size=pixel_size,
         )
     if task and task.get("kind") == "instances":
         targets, instances = _instance_pair_targets(
             labels, label_mode, ignore_value, task, f"labels{what}"
         )
-        return TrainingPair(np.ascontiguousarray(prepared), targets, name, instances, kind=kind)
+        return TrainingPair(
+            np.ascontiguousarray(prepared),
+            targets,
+            name,
+            instances,
+            kind=kind,
+            pixel_size=pixel_size,
+        )
     targets = labels_to_targets(labels, num_classes, label_mode, ignore_value, name=f"labels{what}")
-    return TrainingPair(np.ascontiguousarray(prepared), targets, name, kind=kind)
+    return TrainingPair(
+        np.ascontiguousarray(prepared), targets, name, kind=kind, pixel_size=pixel_size
+    )
 
 
 def _instance_pair_targets(
@@ -185,8 +203,12 @@ def _hold_out_slab(pair: TrainingPair, fraction: float) -> tuple[TrainingPair, T
         pair.targets[tuple(val_index)].copy(),
         pair.name + VALIDATION_PART,
         None if pair.instances is None else pair.instances[tuple(val_index)].copy(),
+        pixel_size=pair.pixel_size,
     )
-    return TrainingPair(pair.image, train_targets, pair.name, pair.instances), val
+    train = TrainingPair(
+        pair.image, train_targets, pair.name, pair.instances, pixel_size=pair.pixel_size
+    )
+    return train, val
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,14 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..data.field_of_view import field_of_view_calibration
 from ..data.object_size import (
     ObjectScale,
     estimator_calibration,
     measure_labels,
     thin_structures,
 )
+from ..data.pixel_size import UNIT, common_pixel_size
 from .data import TrainingPair
 from .losses import IGNORE
 
@@ -33,7 +35,8 @@ def measure_training_scale(
     """The size of the structures labelled in ``pairs``: objects (instance labels, or the
     connected pieces of a compact semantic foreground) or widths (thin semantic structures),
     with the size estimator's calibration on up to :data:`CALIBRATION_IMAGES` of them unless
-    ``calibrate`` is False. Only fully labelled pairs count (scribbles say nothing of sizes).
+    ``calibrate`` is False (objects: :func:`estimator_calibration`; widths: against the
+    field of view, :func:`field_of_view_calibration`). Only fully labelled pairs count (scribbles say nothing of sizes).
     None when none is."""
     if task.get("kind") == "instances":
         dense = [p for p in pairs if p.instances is not None]
@@ -50,12 +53,17 @@ def measure_training_scale(
     if scale is None:
         return None
     values = scale.to_dict()
-    if calibrate and kind == "objects":
+    if calibrate:
         step = max(1, len(dense) // CALIBRATION_IMAGES)
         chosen = list(range(0, len(dense), step))[:CALIBRATION_IMAGES]
-        values["calibration"] = estimator_calibration(
-            [labels[i] for i in chosen], [dense[i].image for i in chosen]
+        images = [dense[i].image for i in chosen]
+        values["calibration"] = (
+            estimator_calibration([labels[i] for i in chosen], images)
+            if kind == "objects"
+            else field_of_view_calibration(scale.size, images)
         )
+    if pixel_size is None:  # the images' own, when they all share one (micrometres)
+        pixel_size, unit = common_pixel_size([p.pixel_size for p in dense]), UNIT
     if pixel_size:
         values.update(pixel_size=pixel_size, unit=unit)
     return ObjectScale.from_dict(values)
@@ -78,6 +86,10 @@ def to_model_scale(
     measured = measure_training_scale(pairs, task, calibrate=False)  # the size is enough
     if measured is None or measured.kind != model_scale.kind:
         return pairs, 1.0
+    if model_scale.low <= measured.size <= model_scale.high:
+        # Among the sizes the model learnt: for widths this band is also what keeps a few
+        # images' median (skeleton widths come in steps) from passing for another scale.
+        return pairs, 1.0
     factor = target_factor(measured.size, model_scale)
     if 1 / NATIVE_BAND <= factor <= NATIVE_BAND:
         return pairs, 1.0
@@ -91,8 +103,17 @@ def to_model_scale(
             redrawn = instance_targets(instances, int(task.get("boundary_width", 2)))
             targets = np.where(targets == IGNORE, IGNORE, redrawn).astype(targets.dtype)
         image = rescale_image(pair.image, factor)
+        pixels = tuple(s / factor for s in pair.pixel_size) if pair.pixel_size else None
         rescaled.append(
-            TrainingPair(image, targets, pair.name, instances, corrections=pair.corrections)
+            TrainingPair(
+                image,
+                targets,
+                pair.name,
+                instances,
+                corrections=pair.corrections,
+                kind=pair.kind,
+                pixel_size=pixels,
+            )
         )
     return rescaled, factor
 
