@@ -56,10 +56,10 @@ def _options(output, probabilities=False):
             "tile_size": None, "batch_size": 4, "min_size": 0, "seed_threshold": 0.5}  # fmt: skip
 
 
-def _plan(path, out, output, probabilities=False, resume=False):
+def _plan(path, out, output, probabilities=False, resume=False, **more):
     jobs = plan_jobs([path], out, probabilities=probabilities, overwrite=resume)
     key = cl.ModelKey("nuclei", "cpu", "float32", threads=1)
-    options = _options(output, probabilities)
+    options = _options(output, probabilities) | more
     return plan_cluster_run(jobs, key, options, block_size=BLOCK, resume=resume)
 
 
@@ -84,6 +84,19 @@ def test_blocks_equal_one_process_and_the_model_loads_once_per_worker(
     # Nine tasks, two workers, and each worker loaded the model once.
     assert client.run(lambda: cl.LOADS) == dict.fromkeys(client.run(os.getpid), 1)
     assert not (tmp_path / cl.WORK_FOLDER).exists()  # the scratch is gone
+
+
+def test_blocks_on_a_rescaled_grid_equal_one_process(client, big, one_process, tmp_path):
+    """Asked for x0.6: each block is predicted on the model's grid and interpolated back,
+    giving what one process gives for the whole image, block seams included."""
+    run = _run(_plan(big, tmp_path, "semantic", True, object_size=("factor", 0.6)), client)
+    assert run.images[0].factors == (0.6, 0.6) and "predicted at x0.6" in run.summaries[-1]
+    labels = np.asarray(read_ome_zarr(tmp_path / "big_labels.ome.zarr").data)
+    prob = np.asarray(read_ome_zarr(tmp_path / "big_probabilities.ome.zarr").data)
+    expected = one_process.predict(read_image(big), output="probabilities", object_size="x0.6")
+    assert expected.scale.factors == (0.6, 0.6) and prob.shape == expected.probabilities.shape
+    assert np.abs(prob - expected.probabilities).max() < 1e-5
+    assert (labels == expected.labels).mean() > 0.9999  # float ties at a class boundary aside
 
 
 def test_instances_across_blocks_are_the_one_process_partition(client, big, one_process, tmp_path):
@@ -157,6 +170,9 @@ def test_cluster_errors_are_one_line(tmp_path, big, capsys):
     assert "no such scheduler file" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 2
     assert "add --cluster" in capsys.readouterr().err
+    blocks = ["--cluster", "local:1", "--block-size", str(BLOCK), "--output", "instances"]
+    assert main([*args, *blocks, "--object-size", "x0.5"]) == 2
+    assert "image's own grid" in capsys.readouterr().err
 
 
 def test_a_3d_ome_zarr_volume_in_blocks_keeps_pixel_sizes(client, tmp_path):

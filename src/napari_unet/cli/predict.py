@@ -287,19 +287,8 @@ def _run_predict_on_cluster(args: argparse.Namespace, files: list[Path], out_dir
         raise UserInputError(
             "--match-slices does not work with --cluster: predict the stacks without --cluster"
         )
-    if str(args.object_size).lower() not in ("auto", "native"):
-        raise UserInputError(
-            f"--object-size {args.object_size} does not work with --cluster yet: a cluster run "
-            "predicts on the images' own grid (rescale the images first, or predict without "
-            "--cluster)"
-        )
     segmenter = Segmenter(model, device="cpu", precision="float32", trust_code=args.trust_code)
     output = args.output or segmenter.model_file.suggested_output
-    if str(args.object_size).lower() == "auto" and segmenter.model_file.scale is not None:
-        print(
-            "note: --cluster predicts on the images' own grid (no automatic object size yet)",
-            file=sys.stderr,
-        )
     if args.resume and args.overwrite:
         raise UserInputError("--resume keeps what an interrupted run wrote; drop --overwrite")
     jobs = _plan_jobs(args, files, out_dir, output, overwrite=args.overwrite or args.resume)
@@ -312,8 +301,6 @@ def _run_predict_on_cluster(args: argparse.Namespace, files: list[Path], out_dir
     from ..core.predict.inference import default_min_size
 
     options = _predict_options(args, output, jobs)
-    # One grid for every file and block: the images' own (see the note above).
-    options["object_size"] = "native"
     if options["min_size"] is None:
         dims = segmenter.model_file.config.spatial_dims
         options["min_size"] = default_min_size(segmenter.scale, dims)
@@ -325,6 +312,8 @@ def _run_predict_on_cluster(args: argparse.Namespace, files: list[Path], out_dir
         block_size=args.block_size,
         resume=args.resume,
     )
+    for line in run.notes:
+        print(line, file=sys.stderr)
     blocked = ", ".join(
         f"{Path(i.path).name} in {i.count} blocks of {'x'.join(map(str, i.blocks))}"
         for i in run.images

@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data.normalize import ImageSource
+from ..data.normalize import BlockSource, ImageSource
+from ..data.rescale import RescaledSource, region_to_original_grid, rescaled_region, rescaled_shape
 from ..errors import UserInputError
 from ..predict.batch import FileJob, predict_file
 from ..predict.inference import Segmenter
@@ -154,6 +155,11 @@ class BlockedImage:
     probabilities: str | None
     work: str  # scratch folder: done markers, pass-1 objects
     instances: bool
+    factors: tuple[float, ...] = ()  # the model's grid / the image's (empty: the same)
+
+    @property
+    def rescaled(self) -> bool:
+        return any(f != 1 for f in self.factors)
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -192,7 +198,7 @@ class BlockedImage:
 def _probabilities(image: BlockedImage, region, key: ModelKey, options: dict) -> np.ndarray:
     segmenter = worker_segmenter(key)
     config = segmenter.model_file.config
-    source = ImageSource(
+    source: BlockSource = ImageSource(
         _open_image(image.path),
         config.spatial_dims,
         segmenter.model_file.preprocessing,
@@ -200,6 +206,8 @@ def _probabilities(image: BlockedImage, region, key: ModelKey, options: dict) ->
         image.channel_axis,
         stats=image.stats,
     )
+    if image.rescaled:  # ``region`` is on the model's grid (see _semantic_block_task)
+        source = RescaledSource(source, image.factors)
     net = segmenter.net
     if options.get("test_time_augmentation"):
         from ..predict.tta import TestTimeAugmented
@@ -220,6 +228,28 @@ def _probabilities(image: BlockedImage, region, key: ModelKey, options: dict) ->
     return prob
 
 
+def _rescaled_block(
+    image: BlockedImage, core: tuple[slice, ...], key: ModelKey, options: dict
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and labels of block ``core`` (on the image's grid) predicted on the
+    model's grid and interpolated back, as the single-process path maps a whole image back
+    (``inference._to_image_grid``): the same values, block by block."""
+    shape = rescaled_shape(image.shape, image.factors)
+    region, coords = rescaled_region(core, image.shape, shape)
+    multiple = worker_segmenter(key).model_file.config.size_multiple
+    # The tiler takes regions that start on the network's size multiple (its tiles then
+    # fall where a whole-image pass puts them); interpolation takes any start.
+    region = tuple(slice(r.start - r.start % multiple, r.stop) for r in region)
+    prob = _probabilities(image, region, key, options)
+    full = region_to_original_grid(prob, region, coords)
+    threshold = options.get("threshold", 0.5)
+    if image.probabilities is not None or prob.shape[0] > 2:
+        return full, probabilities_to_labels(full, threshold)
+    plane = prob[:1] if prob.shape[0] == 1 else 1 - prob[:1]
+    foreground = region_to_original_grid(plane, region, coords)[0] > threshold
+    return full, foreground.astype(np.uint8)
+
+
 def _zarr_array(path: str, name: str = "0"):
     import zarr
 
@@ -232,8 +262,12 @@ def _mark_done(image: BlockedImage, index: int, phase: str) -> None:
 
 def _semantic_block_task(image: BlockedImage, index: int, key: ModelKey, options: dict) -> dict:
     core = image.core(index)
-    prob = _probabilities(image, core, key, options)
-    labels = probabilities_to_labels(prob, options.get("threshold", 0.5))
+    threshold = options.get("threshold", 0.5)
+    if image.rescaled:
+        prob, labels = _rescaled_block(image, core, key, options)
+    else:
+        prob = _probabilities(image, core, key, options)
+        labels = probabilities_to_labels(prob, threshold)
     _zarr_array(image.labels)[core] = labels
     if image.probabilities is not None:
         _zarr_array(image.probabilities)[(slice(None), *core)] = prob
@@ -299,6 +333,7 @@ class ClusterRun:
     files: list[FileJob] = field(default_factory=list)
     images: list[BlockedImage] = field(default_factory=list)
     summaries: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # said before the run
     pids: set[int] = field(default_factory=set)
 
     def total(self) -> int:
@@ -361,7 +396,10 @@ class ClusterRun:
             yield done, total
         for image in self.images:
             if not image.instances:
-                self.summaries.append(f"{Path(image.path).name}: -> {Path(image.labels).name}")
+                grid = f" (predicted at x{image.factors[0]:.3g})" if image.rescaled else ""
+                self.summaries.append(
+                    f"{Path(image.path).name}: -> {Path(image.labels).name}{grid}"
+                )
             shutil.rmtree(image.work, ignore_errors=True)
             with contextlib.suppress(OSError):  # the work folder, once no run uses it
                 Path(image.work).parent.rmdir()

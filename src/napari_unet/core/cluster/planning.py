@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.normalize import channels_first, intensity_stats
+from ..data.normalize import ImageSource, channels_first, intensity_stats
 from ..data.ome_zarr import axes_metadata, is_ome_zarr, output_axes, read_ome_zarr
 from ..data.safe_paths import remove_output_tree
 from ..errors import UserInputError
@@ -45,7 +45,7 @@ def plan_cluster_run(
             else:
                 run.files.append(job)
             continue
-        prepared = _prepare_blocked(job, image, blocked, model, options, resume)
+        prepared = _prepare_blocked(job, image, blocked, model, options, resume, run.notes)
         if prepared is None:
             run.summaries.append(f"{job.path.name}: done before")
         else:
@@ -77,7 +77,7 @@ def _blocked_layout(segmenter, image, channel_axis, block_size, job: FileJob, ou
 
 
 def _prepare_blocked(
-    job: FileJob, image, layout, model, options: dict, resume: bool
+    job: FileJob, image, layout, model, options: dict, resume: bool, notes: list[str]
 ) -> BlockedImage | None:
     """The blocked image's outputs and scratch, new or (``resume``) as an interrupted run left
     them; None when resuming finds it finished (outputs there, scratch gone)."""
@@ -92,15 +92,18 @@ def _prepare_blocked(
     work = labels.parent / WORK_FOLDER / labels.name
     grid = tuple(math.ceil(n / b) for n, b in zip(shape, blocks, strict=True))
     count = math.prod(grid)
+    view = channels_first(image, dims, axis)
+    stats = intensity_stats(view, model.preprocessing)
+    factors = _block_grid(job, view, stats, model, options, notes)
     fingerprint = {
         "input": str(job.path.resolve()),
         "shape": list(shape),
         "blocks": list(blocks),
         "margin": margin,
         "options": {k: v for k, v in options.items() if k != "keep_probabilities"},
+        "factors": list(factors),
     }
-    view = channels_first(image, dims, axis)
-    stats = intensity_stats(view, model.preprocessing)
+    fingerprint = json.loads(json.dumps(fingerprint))  # as run.json will give it back
     names, scale, units = list("zyx"[-dims:]), [1.0] * dims, {}
     if is_ome_zarr(job.path):  # the labels keep the image's axes and pixel sizes
         ome = read_ome_zarr(job.path)
@@ -138,7 +141,46 @@ def _prepare_blocked(
         probabilities=None if prob is None else str(prob),
         work=str(work),
         instances=instances,
+        factors=factors,
     )
+
+
+def _block_grid(
+    job: FileJob, view, stats, model, options: dict, notes: list[str]
+) -> tuple[float, ...]:
+    """The factors a blocked image is predicted at (as ``predict`` chooses them for a whole
+    file: ``object_size``, pixel sizes, or the estimate); empty for the image's own grid.
+    Objects across blocks are found on the image's grid: a rescaled grid is refused when
+    asked for, and auto stays on it with a line in ``notes``."""
+    from ..data.pixel_size import file_pixel_size, ome_zarr_pixel_size
+    from ..predict.scale import choose_scale
+
+    dims = model.config.spatial_dims
+    object_size = options.get("object_size", "auto")
+    if object_size == "native" or model.scale is None:
+        return ()
+    pixels = (
+        ome_zarr_pixel_size(read_ome_zarr(job.path), dims)
+        if is_ome_zarr(job.path)
+        else file_pixel_size(job.path, dims)
+    )
+    source = ImageSource(view, dims, model.preprocessing, model.config.in_channels, 0, stats)
+    choice = choose_scale(model.scale, source, object_size, pixel_size=pixels)
+    if choice.native:
+        return ()
+    if options.get("output") == "instances":
+        if object_size != "auto":
+            raise UserInputError(
+                f"{job.path.name}: objects across blocks are found on the image's own grid; "
+                "an object size other than auto or native needs the image whole: predict "
+                "without --cluster, or with a --block-size larger than the image"
+            )
+        notes.append(
+            f"note: {job.path.name}: {choice.describe()}, but objects across blocks are found "
+            "on the image's own grid: predicted without rescaling"
+        )
+        return ()
+    return choice.factors
 
 
 def _clear_previous(

@@ -97,7 +97,9 @@ def _tiff_pixel_size(path: Path, spatial_dims: int) -> tuple[float, ...] | None:
             if found:
                 return found
         tags = tif.pages.first.tags
-        x_tag, y_tag, unit_tag = (tags.get(n) for n in ("XResolution", "YResolution", "ResolutionUnit"))
+        x_tag, y_tag, unit_tag = (
+            tags.get(n) for n in ("XResolution", "YResolution", "ResolutionUnit")
+        )
         per_unit = [_ratio(t.value) if t is not None else None for t in (y_tag, x_tag)]
         imagej = tif.imagej_metadata or {}
     sizes = [1 / p for p in per_unit if p]

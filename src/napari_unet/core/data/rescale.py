@@ -121,3 +121,29 @@ def rescale_image(image: np.ndarray, factors: float | Sequence[float]) -> np.nda
     reads it (for tests and for small images)."""
     source = RescaledSource(PreparedSource(image), factors)
     return source.read(tuple(slice(0, n) for n in source.shape))
+
+
+def rescaled_region(
+    core: Sequence[slice], shape: Sequence[int], rescaled: Sequence[int]
+) -> tuple[tuple[slice, ...], list[np.ndarray]]:
+    """The region of the rescaled grid (of spatial shape ``rescaled``) that the pixels of
+    ``core`` (a block of the original grid of ``shape``) are interpolated from, and their
+    coordinates there: with :func:`region_to_original_grid`, a block's results equal the
+    same block of :func:`to_original_grid` applied to the whole rescaled result."""
+    region, coords = [], []
+    for c, n, m in zip(core, shape, rescaled, strict=True):
+        y = _axis_coordinates(np.arange(c.start, c.stop), m, n)
+        region.append(slice(int(np.floor(y.min())), min(m, int(np.floor(y.max())) + 2)))
+        coords.append(y)
+    return tuple(region), coords
+
+
+def region_to_original_grid(
+    array: np.ndarray, region: Sequence[slice], coords: Sequence[np.ndarray], *, leading: int = 1
+) -> np.ndarray:
+    """``array`` (results on the rescaled ``region`` of :func:`rescaled_region`, with
+    ``leading`` channel axes) linearly interpolated at ``coords``."""
+    out = array.astype(np.float32, copy=False)
+    for axis, (r, y) in enumerate(zip(region, coords, strict=True)):
+        out = _interpolate(out, leading + axis, y, r.start)
+    return np.ascontiguousarray(out)
