@@ -312,8 +312,6 @@ def _run_predict_on_cluster(args: argparse.Namespace, files: list[Path], out_dir
         block_size=args.block_size,
         resume=args.resume,
     )
-    for line in run.notes:
-        print(line, file=sys.stderr)
     blocked = ", ".join(
         f"{Path(i.path).name} in {i.count} blocks of {'x'.join(map(str, i.blocks))}"
         for i in run.images

@@ -48,6 +48,7 @@ from ..predict.inference import Segmenter
 from ..predict.instances import BOUNDARY, INTERIOR, seeded_watershed
 from ..predict.stitching import owned_objects
 from ..predict.tiling import predict_tiled, probabilities_to_labels
+from .objects_back import ObjectsBack, map_block_task
 
 WORK_FOLDER = ".napari-unet-work"  # per-run scratch next to the outputs; removed when done
 
@@ -156,6 +157,11 @@ class BlockedImage:
     work: str  # scratch folder: done markers, pass-1 objects
     instances: bool
     factors: tuple[float, ...] = ()  # the model's grid / the image's (empty: the same)
+    # Objects on a rescaled grid: ``shape`` and ``blocks`` are the model's grid, ``labels``
+    # a scratch group there, ``foreground`` (when outlines are smoothed) the foreground
+    # probability there, and ``back`` the third pass to the image's grid.
+    foreground: str | None = None
+    back: ObjectsBack | None = None
 
     @property
     def rescaled(self) -> bool:
@@ -206,7 +212,7 @@ def _probabilities(image: BlockedImage, region, key: ModelKey, options: dict) ->
         image.channel_axis,
         stats=image.stats,
     )
-    if image.rescaled:  # ``region`` is on the model's grid (see _semantic_block_task)
+    if image.rescaled:  # ``region`` is on the model's grid
         source = RescaledSource(source, image.factors)
     net = segmenter.net
     if options.get("test_time_augmentation"):
@@ -285,6 +291,12 @@ def _objects_block_task(image: BlockedImage, index: int, key: ModelKey, options:
     objects = seeded_watershed(interior, foreground, options.get("seed_threshold", 0.5))
     owned, kept = owned_objects(objects, core, window, options.get("min_size", 0))
     local = tuple(slice(0, w.stop - w.start) for w in window)
+    if image.foreground is not None:  # for the outlines of the third pass
+        inner = tuple(
+            slice(c.start - w.start, c.stop - w.start) for c, w in zip(core, window, strict=True)
+        )
+        plane = prob[:1] if prob.shape[0] == 1 else 1 - prob[:1]
+        _zarr_array(image.foreground)[core] = plane[0][inner]
     _zarr_array(image.work, "objects")[(index, *local)] = owned
     _zarr_array(image.work, "counts")[index] = kept
     _mark_done(image, index, "objects_done")
@@ -333,12 +345,12 @@ class ClusterRun:
     files: list[FileJob] = field(default_factory=list)
     images: list[BlockedImage] = field(default_factory=list)
     summaries: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # said before the run
     pids: set[int] = field(default_factory=set)
 
     def total(self) -> int:
         """Tasks in all (instances count their blocks twice: objects, then labels)."""
-        return len(self.files) + sum(i.count * (2 if i.instances else 1) for i in self.images)
+        blocks = sum(i.count * (2 if i.instances else 1) for i in self.images)
+        return len(self.files) + blocks + sum(i.back.count for i in self.images if i.back)
 
     def submit(self, client) -> Iterator[tuple[int, int]]:
         """Run everything on ``client``, yielding (tasks done, tasks in all) as they finish.
@@ -384,12 +396,25 @@ class ClusterRun:
                     continue
                 mine = {other: offsets[other] for other in image.neighbours(index)}
                 futures.append(client.submit(_labels_block_task, image, index, mine, pure=False))
+            output = Path(image.back.labels if image.back else image.labels).name
+            grid = f" (found at x{image.factors[0]:.3g})" if image.back else ""
             self.summaries.append(
-                f"{Path(image.path).name}: {int(counts.sum())} object(s) -> "
-                f"{Path(image.labels).name}"
+                f"{Path(image.path).name}: {int(counts.sum())} object(s) -> {output}{grid}"
             )
         if second_pass:
             yield done, total
+        for future in as_completed(futures):
+            self.pids.add(future.result()["pid"])
+            done += 1
+            yield done, total
+        futures = []
+        for back in (image.back for image in second_pass if image.back is not None):
+            finished = np.asarray(_zarr_array(back.work, "mapped")[:])
+            for index in range(back.count):
+                if finished[index]:
+                    done += 1
+                    continue
+                futures.append(client.submit(map_block_task, back, index, pure=False))
         for future in as_completed(futures):
             self.pids.add(future.result()["pid"])
             done += 1

@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..data.normalize import ImageSource, channels_first, intensity_stats
 from ..data.ome_zarr import axes_metadata, is_ome_zarr, output_axes, read_ome_zarr
+from ..data.rescale import rescaled_shape
 from ..data.safe_paths import remove_output_tree
 from ..errors import UserInputError
 from ..predict.batch import FileJob
 from ..predict.inference import Segmenter, leading_shape, stack_channel_axis
 from ..predict.stitching import block_layout
 from .dask_prediction import _IMAGES, WORK_FOLDER, BlockedImage, ClusterRun, ModelKey, _open_image
+from .objects_back import ObjectsBack
 
 
 def plan_cluster_run(
@@ -33,7 +36,6 @@ def plan_cluster_run(
     chunked outputs of the blocked ones (``<name>_labels.ome.zarr``; kept as they are with
     ``resume``, where a run of different settings is refused)."""
     segmenter = Segmenter(key.model, device="cpu", precision="float32", trust_code=key.trust_code)
-    model = segmenter.model_file
     run = ClusterRun(key, options, channel_axis)
     output = options.get("output", "semantic")
     for job in jobs:
@@ -45,7 +47,7 @@ def plan_cluster_run(
             else:
                 run.files.append(job)
             continue
-        prepared = _prepare_blocked(job, image, blocked, model, options, resume, run.notes)
+        prepared = _prepare_blocked(job, image, blocked, segmenter, options, resume, block_size)
         if prepared is None:
             run.summaries.append(f"{job.path.name}: done before")
         else:
@@ -77,11 +79,11 @@ def _blocked_layout(segmenter, image, channel_axis, block_size, job: FileJob, ou
 
 
 def _prepare_blocked(
-    job: FileJob, image, layout, model, options: dict, resume: bool, notes: list[str]
+    job: FileJob, image, layout, segmenter, options: dict, resume: bool, block_size: int | None
 ) -> BlockedImage | None:
     """The blocked image's outputs and scratch, new or (``resume``) as an interrupted run left
     them; None when resuming finds it finished (outputs there, scratch gone)."""
-
+    model = segmenter.model_file
     axis, shape, blocks, margin = layout
     dims = model.config.spatial_dims
     instances = options.get("output") == "instances"
@@ -94,7 +96,10 @@ def _prepare_blocked(
     count = math.prod(grid)
     view = channels_first(image, dims, axis)
     stats = intensity_stats(view, model.preprocessing)
-    factors = _block_grid(job, view, stats, model, options, notes)
+    factors = _block_grid(job, view, stats, model, options)
+    # Objects on a rescaled grid are found in blocks of that grid (passes 1 and 2 in scratch),
+    # then brought to the image's grid block by block (pass 3, objects_back.py).
+    found_on = _model_grid(segmenter, shape, factors, block_size) if instances else None
     fingerprint = {
         "input": str(job.path.resolve()),
         "shape": list(shape),
@@ -102,6 +107,7 @@ def _prepare_blocked(
         "margin": margin,
         "options": {k: v for k, v in options.items() if k != "keep_probabilities"},
         "factors": list(factors),
+        "model_grid": found_on,
     }
     fingerprint = json.loads(json.dumps(fingerprint))  # as run.json will give it back
     names, scale, units = list("zyx"[-dims:]), [1.0] * dims, {}
@@ -123,14 +129,18 @@ def _prepare_blocked(
         stats = (low, high)
     else:
         _clear_previous(job, (labels, prob), work, resume)
-        window = tuple(min(n, b + 2 * margin) for n, b in zip(shape, blocks, strict=True))
-        _create_scratch(work, count, window if instances else None, fingerprint, stats)
+        g_shape, g_blocks, g_margin = found_on or (shape, blocks, margin)
+        window = tuple(min(n, b + 2 * g_margin) for n, b in zip(g_shape, g_blocks, strict=True))
+        g_count = math.prod(math.ceil(n / b) for n, b in zip(g_shape, g_blocks, strict=True))
+        _create_scratch(work, g_count, window if instances else None, fingerprint, stats)
+        if found_on:
+            _create_model_grid_scratch(work, found_on, count, smooth=min(factors) < 1)
         space = (names, scale, units)
         label_dtype = np.uint32 if instances else np.uint8
         _create_ome_zarr(labels, shape, blocks, label_dtype, None, space)
         if prob is not None:
             _create_ome_zarr(prob, shape, blocks, np.float32, model.config.out_channels, space)
-    return BlockedImage(
+    blocked = BlockedImage(
         path=str(job.path),
         shape=shape,
         channel_axis=axis,
@@ -143,15 +153,56 @@ def _prepare_blocked(
         instances=instances,
         factors=factors,
     )
+    return _on_model_grid(blocked, found_on, options) if found_on else blocked
 
 
-def _block_grid(
-    job: FileJob, view, stats, model, options: dict, notes: list[str]
-) -> tuple[float, ...]:
+def _model_grid(segmenter, shape, factors, block_size) -> list | None:
+    """[shape, blocks, margin] of the model's grid for objects (None: the image's own)."""
+    if not any(f != 1 for f in factors):
+        return None
+    model_shape = rescaled_shape(shape, factors)
+    blocks, margin = block_layout(segmenter.net, model_shape, block_size)
+    return [list(model_shape), list(blocks), margin]
+
+
+def _create_model_grid_scratch(work: Path, found_on: list, count: int, smooth: bool) -> None:
+    """Scratch for objects found on the model's grid: their labels there, the foreground
+    probability there (when outlines are smoothed: from a coarser grid), pass-3 markers."""
+    import zarr
+
+    shape, blocks, _ = found_on
+    group = zarr.open_group(str(work), mode="r+")
+    group.create_array("mapped", shape=(count,), chunks=(1,), dtype=np.uint32, fill_value=0)
+    parts = [("model_labels", np.uint32)] + ([("foreground", np.float32)] if smooth else [])
+    for name, dtype in parts:
+        sub = group.create_group(name)
+        sub.create_array("0", shape=tuple(shape), chunks=tuple(blocks), dtype=dtype, fill_value=0)
+
+
+def _on_model_grid(image: BlockedImage, found_on: list, options: dict) -> BlockedImage:
+    """``image``'s passes 1 and 2 on the model's grid, and its pass 3 back to its own."""
+    shape, blocks, margin = (tuple(found_on[0]), tuple(found_on[1]), found_on[2])
+    work = Path(image.work)
+    smooth = (work / "foreground").exists()
+    back = ObjectsBack(
+        shape=image.shape,
+        blocks=image.blocks,
+        model_shape=shape,
+        model_labels=str(work / "model_labels"),
+        foreground=str(work / "foreground") if smooth else None,
+        labels=image.labels,
+        work=image.work,
+        threshold=float(options.get("threshold", 0.5)),
+    )
+    return replace(
+        image, shape=shape, blocks=blocks, margin=margin, labels=back.model_labels,
+        foreground=back.foreground, back=back,
+    )  # fmt: skip
+
+
+def _block_grid(job: FileJob, view, stats, model, options: dict) -> tuple[float, ...]:
     """The factors a blocked image is predicted at (as ``predict`` chooses them for a whole
-    file: ``object_size``, pixel sizes, or the estimate); empty for the image's own grid.
-    Objects across blocks are found on the image's grid: a rescaled grid is refused when
-    asked for, and auto stays on it with a line in ``notes``."""
+    file: ``object_size``, pixel sizes, or the estimate); empty for the image's own grid."""
     from ..data.pixel_size import file_pixel_size, ome_zarr_pixel_size
     from ..predict.scale import choose_scale
 
@@ -166,21 +217,7 @@ def _block_grid(
     )
     source = ImageSource(view, dims, model.preprocessing, model.config.in_channels, 0, stats)
     choice = choose_scale(model.scale, source, object_size, pixel_size=pixels)
-    if choice.native:
-        return ()
-    if options.get("output") == "instances":
-        if object_size != "auto":
-            raise UserInputError(
-                f"{job.path.name}: objects across blocks are found on the image's own grid; "
-                "an object size other than auto or native needs the image whole: predict "
-                "without --cluster, or with a --block-size larger than the image"
-            )
-        notes.append(
-            f"note: {job.path.name}: {choice.describe()}, but objects across blocks are found "
-            "on the image's own grid: predicted without rescaling"
-        )
-        return ()
-    return choice.factors
+    return () if choice.native else choice.factors
 
 
 def _clear_previous(

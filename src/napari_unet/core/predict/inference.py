@@ -14,7 +14,7 @@ from .. import limits
 from ..data.arrays import moveaxis
 from ..data.normalize import BlockSource, ImageSource, check_image_array
 from ..data.object_size import ObjectScale
-from ..data.rescale import RescaledSource, to_original_grid
+from ..data.rescale import RescaledSource, objects_to_original_grid, to_original_grid
 from ..errors import UserInputError
 from ..interop.bioimageio_import import PackageModel
 from ..interop.open import load_any_model
@@ -474,7 +474,7 @@ def _to_image_grid(
         classes = to_original_grid(plane, shape, labels=False, leading=1)[0] > threshold
     if output != "instances":
         return classes.astype(labels.dtype, copy=False), full
-    return _smooth_objects(labels, classes > 0, shape), full
+    return objects_to_original_grid(labels, classes > 0, shape), full
 
 
 def _needs_probabilities(choice: ScaleChoice, output: str) -> bool:
@@ -483,18 +483,3 @@ def _needs_probabilities(choice: ScaleChoice, output: str) -> bool:
     if choice.native:
         return False
     return output != "instances" or min(choice.factors) < 1
-
-
-def _smooth_objects(
-    labels: np.ndarray, foreground: np.ndarray, shape: tuple[int, ...]
-) -> np.ndarray:
-    """Objects from a coarser grid on the image's grid, with outlines that follow the
-    (linearly interpolated) foreground rather than the coarse grid's staircase: each
-    foreground pixel within one coarse pixel of an object takes that object's id."""
-    from scipy import ndimage as ndi
-
-    nearest = to_original_grid(labels, shape, labels=True)
-    step = max(n / m for n, m in zip(shape, labels.shape, strict=True))
-    distance, indices = ndi.distance_transform_edt(nearest == 0, return_indices=True)
-    filled = nearest[tuple(indices)]
-    return np.where(foreground & (distance <= step), filled, 0).astype(labels.dtype, copy=False)
