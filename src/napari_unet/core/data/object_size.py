@@ -47,6 +47,10 @@ class ObjectScale:
         images' median field-of-view diameter (:mod:`.field_of_view`: fundus photographs).
     pixel_size : the training images' pixel size per spatial axis, when their files said.
     unit : the unit of ``pixel_size`` ("micrometer", ...).
+    aspect : 3D objects: their median extent along each axis over that along the last (x),
+        on the training grid ((0.33, 1, 1): objects span a third as many z slices as x
+        pixels, as in a z-stack of 3 um steps and 1 um pixels). An image whose pixel sizes
+        are known is brought to this aspect before its objects are measured.
     """
 
     kind: str
@@ -57,6 +61,7 @@ class ObjectScale:
     calibration: float | None = None
     pixel_size: tuple[float, ...] | None = None
     unit: str | None = None
+    aspect: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in SIZE_KINDS:
@@ -84,14 +89,16 @@ class ObjectScale:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["pixel_size"] = list(self.pixel_size) if self.pixel_size else None
+        data["aspect"] = list(self.aspect) if self.aspect else None
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ObjectScale:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        if values.get("pixel_size") is not None:
-            values["pixel_size"] = tuple(float(s) for s in values["pixel_size"])
+        for name in ("pixel_size", "aspect"):
+            if values.get(name) is not None:
+                values[name] = tuple(float(s) for s in values[name])
         return cls(**values)
 
 
@@ -169,7 +176,25 @@ def measure_labels(
         high=round(float(high), 3),
         count=int(pooled.size),
         calibration=calibration,
+        aspect=object_aspect(label_images) if kind == "objects" else None,
     )
+
+
+def object_aspect(label_images: list[np.ndarray]) -> tuple[float, ...] | None:
+    """3D objects' median extent per axis over that along the last axis (None in 2D or
+    with fewer than 3 objects)."""
+    from skimage.measure import label as connected_regions
+
+    extents = []
+    for labels in label_images:
+        if np.ndim(labels) != 3:
+            return None
+        regions = connected_regions(np.asarray(labels), background=0, connectivity=1)
+        extents += [[s.stop - s.start for s in box] for box in ndi.find_objects(regions) if box]
+    if len(extents) < 3:
+        return None
+    median = np.median(np.asarray(extents, np.float64), axis=0)
+    return tuple(round(float(m / median[-1]), 3) for m in median)
 
 
 def estimator_calibration(label_images: list[np.ndarray], images: list[np.ndarray]) -> float | None:

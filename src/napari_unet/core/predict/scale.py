@@ -146,10 +146,29 @@ def choose_scale(
         factors = tuple(_clamped(p / q) for p, q in zip(pixel_size, model_pixels, strict=True))
         found = scale.size * float(np.mean(model_pixels)) / float(np.mean(pixel_size))
         return ScaleChoice(factors, found, scale.size, "pixel sizes", noun)
-    return estimated(scale, source)
+    return estimated(scale, source, _to_model_aspect(scale, pixel_size, dims))
 
 
-def estimated(scale: ObjectScale, source: BlockSource) -> ScaleChoice:
+#: Zooms this close to 1 are not worth resampling for (a z step a few percent off).
+ASPECT_BAND = 1.05
+
+
+def _to_model_aspect(
+    scale: ObjectScale, pixel_size: tuple[float, ...] | None, dims: int
+) -> tuple[float, ...] | None:
+    """For a 3D image whose pixel sizes are known (the model's are not): the per-axis zoom
+    that gives its objects the aspect they had on the model's training grid (isotropic when
+    the model does not say); None when there is nothing to correct."""
+    if dims != 3 or not pixel_size or len(pixel_size) != 3:
+        return None
+    aspect = scale.aspect or (1.0, 1.0, 1.0)
+    zoom = tuple(a * p / pixel_size[-1] for a, p in zip(aspect, pixel_size, strict=True))
+    return None if all(abs(math.log(z)) < math.log(ASPECT_BAND) for z in zoom) else zoom
+
+
+def estimated(
+    scale: ObjectScale, source: BlockSource, zoom: tuple[float, ...] | None = None
+) -> ScaleChoice:
     """The factor from an estimate of the structure size in ``source``: objects from a centre
     view (:func:`blob_diameter`), thin structures from a fundus photograph's field of view
     (:func:`source_field_of_view`), each calibrated on the model's training images."""
@@ -168,11 +187,25 @@ def estimated(scale: ObjectScale, source: BlockSource) -> ScaleChoice:
             return ScaleChoice((1.0,) * dims, None, scale.size, why, scale.noun)
         found = diameter * scale.calibration
         return _snapped(target_factor(found, scale), dims, found, scale, "from the field of view")
-    raw = blob_diameter(source.read(centre_view(source.shape)))
+    view = source.read(centre_view(source.shape))
+    if zoom is not None:  # an anisotropic stack: measured at the model's aspect
+        view = ndi.zoom(view, (1, *zoom), order=1)
+    raw = blob_diameter(view)
     if raw is None:
         return ScaleChoice((1.0,) * dims, None, scale.size, "no objects to measure", scale.noun)
     found = raw * scale.calibration
-    return _snapped(target_factor(found, scale), dims, found, scale, "estimated")
+    choice = _snapped(target_factor(found, scale), dims, found, scale, "estimated")
+    return _anisotropic(choice, zoom) if zoom is not None else choice
+
+
+def _anisotropic(choice: ScaleChoice, zoom: tuple[float, ...]) -> ScaleChoice:
+    """``choice`` (isotropic) times the per-axis ``zoom``; axes left within
+    :data:`NATIVE_BAND` of 1 are not resampled."""
+    factors = tuple(_clamped(f * z) for f, z in zip(choice.factors, zoom, strict=True))
+    factors = tuple(
+        1.0 if abs(math.log(f)) < math.log(NATIVE_BAND) else round(f, 4) for f in factors
+    )
+    return ScaleChoice(factors, choice.found, choice.model_size, choice.how, choice.noun)
 
 
 def _clamped(factor: float) -> float:
@@ -228,12 +261,16 @@ def refined(choice: ScaleChoice, measured: float, scale: ObjectScale) -> ScaleCh
         return None
     if scale.low / REFINE_BAND <= measured <= scale.high * REFINE_BAND:
         return None
-    found = measured / choice.factor  # in the image's pixels
+    # The last axis carries the isotropic part; an anisotropic stack keeps its ratios.
+    along_x = choice.factors[-1]
+    found = measured / along_x  # in the image's pixels
     factor = _clamped(target_factor(found, scale))
-    if abs(math.log(factor / choice.factor)) < math.log(NATIVE_BAND):
+    if abs(math.log(factor / along_x)) < math.log(NATIVE_BAND):
         return None
     dims = len(choice.factors)
-    return _snapped(factor, dims, found, scale, "estimated, checked on the prediction")
+    better = _snapped(factor, dims, found, scale, "estimated, checked on the prediction")
+    ratios = tuple(f / along_x for f in choice.factors)
+    return better if all(r == 1 for r in ratios) else _anisotropic(better, ratios)
 
 
 def estimate_image_scale(
