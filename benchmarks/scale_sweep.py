@@ -116,17 +116,24 @@ def main() -> None:
                 for mode in scores
                 for group, acc in scores[mode].items()
             },
-            "estimate error median": round(float(np.median(errors)), 3) if errors else None,
-            "estimates within 20%": round(float(np.mean(np.array(errors) < 0.2)), 3)
-            if errors
-            else None,
-            **{f"{k} s": round(v, 3) for k, v in seconds.items()},
+            **_estimate_columns(errors, seconds),
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
     _table(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
+
+
+def _estimate_columns(errors: list[float], seconds: dict[str, float]) -> dict:
+    """The estimator's error (median, share within 20%) and the times of one factor."""
+    return {
+        "estimate error median": round(float(np.median(errors)), 3) if errors else None,
+        "estimates within 20%": round(float(np.mean(np.array(errors) < 0.2)), 3)
+        if errors
+        else None,
+        **{f"{k} s": round(v, 3) for k, v in seconds.items()},
+    }
 
 
 def _table(
@@ -198,11 +205,7 @@ def drive_sweep(args: argparse.Namespace) -> None:
         row = {
             "factor": factor,
             **{f"{m} all": round(2 * c[0] / max(c[1] + c[2], 1), 3) for m, c in counts.items()},
-            "estimate error median": round(float(np.median(errors)), 3) if errors else None,
-            "estimates within 20%": round(float(np.mean(np.array(errors) < 0.2)), 3)
-            if errors
-            else None,
-            **{f"{k} s": round(v, 3) for k, v in seconds.items()},
+            **_estimate_columns(errors, seconds),
         }
         rows.append(row)
         print(json.dumps(row), flush=True)

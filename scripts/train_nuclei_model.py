@@ -82,6 +82,9 @@ def run() -> None:
     parser.add_argument("--oversample", type=int, default=3, help="colour and brightfield images")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument(
+        "--low-resolution", default="1", help="train's --low-resolution (augmentation)"
+    )
+    parser.add_argument(
         "--out", type=Path, default=ROOT / "src" / "napari_unet" / "models" / "nuclei.pt"
     )
     args = parser.parse_args()
@@ -109,7 +112,7 @@ def run() -> None:
             "train", *data, "--out", str(full), *new_or_from, "--invert", invert,
             "--minutes", str(args.minutes), "--no-plan", "--lr", str(args.lr),
             "--steps-per-epoch", "50", "--batch-size", "8", "--patch-size", "256", "--seed", "1",
-            "--description", description,
+            "--description", description, "--low-resolution", args.low_resolution,
         ])  # fmt: skip
         if code == 0 and args.more_minutes:
             code = cli([

@@ -28,7 +28,7 @@ NUMERIC_OPTIONS = [
         ("--channel-axis", "channel_axis"), ("--input-channel", "input_channel"), ("--depth", "depth"),
         ("--base-features", "base_features"), ("--dropout", "dropout"), ("--patch-size", "patch_size"),
         ("--batch-size", "batch_size"), ("--lr", "learning_rate"), ("--val-fraction", "val_fraction"),
-        ("--zoom", "zoom"), ("--seed", "seed"),
+        ("--zoom", "zoom"), ("--low-resolution", "low_resolution"), ("--seed", "seed"),
     )),
     *(("predict", f, n) for f, n in (
         ("--threshold", "threshold"), ("--min-size", "min_size"), ("--seed-threshold", "seed_threshold"),

@@ -58,7 +58,8 @@ SPIN_BOX_LIMITS = {
                         "input_channel": "input_channel"},
     "train.settings": {"epochs": "epochs", "minutes": "max_minutes",
                        "steps": "steps_per_epoch", "lr": "learning_rate", "patch": "patch_size",
-                       "batch": "batch_size", "val_fraction": "val_fraction", "zoom": "zoom"},
+                       "batch": "batch_size", "val_fraction": "val_fraction", "zoom": "zoom",
+                       "low_resolution": "low_resolution"},
 }  # fmt: skip
 
 

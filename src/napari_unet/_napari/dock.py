@@ -129,6 +129,7 @@ class UNetWidget(QWidget):
             "train/val_fraction": settings.val_fraction,
             "train/augment": settings.augment,
             "train/zoom": settings.zoom,
+            "train/low_resolution": settings.low_resolution,
         }.items():
             remembered.add(key, widget)
         return remembered

@@ -246,7 +246,7 @@ def _make_trainer(args, base, dims, preprocessing, pairs, val_pairs, world):
     config = TrainConfig(
         **overrides, loss=args.loss, val_fraction=args.val_fraction,
         augment=not args.no_augment, elastic=args.elastic, zoom=args.zoom, seed=args.seed,
-        device=args.device,
+        low_resolution=args.low_resolution, device=args.device,
     )  # fmt: skip
     if args.resume:
         if not base.training_state:

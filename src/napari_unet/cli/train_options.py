@@ -185,6 +185,14 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         help="add rescaling to augmentation: each patch by a random factor between 1/ZOOM and "
         "ZOOM, for objects whose size varies more than in the labelled images (default 1: none)",
     )
+    p.add_argument(
+        "--low-resolution",
+        type=float,
+        default=1.0,
+        help="add low resolution to augmentation: half the patches as pixels up to this many "
+        "times larger would show them (shrunk, enlarged back), for images of lower "
+        "magnification than the labelled ones (default 1: none)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--description", default="", help="text stored in the model file")

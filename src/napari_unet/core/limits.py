@@ -86,6 +86,7 @@ LIMITS: dict[str, Limit] = {
     "weight_decay": Limit(0, 10),
     "val_fraction": Limit(0, 1, high_open=True),
     "zoom": Limit(1, 4),
+    "low_resolution": Limit(1, 8),
     "foreground_fraction": Limit(0, 1),
     "seed": Limit(0, MAX_SEED, integer=True),
     "classes": Limit(2, 4096, integer=True),

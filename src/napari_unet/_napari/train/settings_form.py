@@ -64,6 +64,7 @@ class TrainingSettings(QWidget):
         self._augment_widgets()
         more.addRow(self.augment)
         more.addRow("zoom up to", self.zoom)
+        more.addRow("low resolution up to", self.low_resolution)
         form.addRow(self.advanced)
 
     def _augment_widgets(self) -> None:
@@ -78,6 +79,18 @@ class TrainingSettings(QWidget):
             " try 1.5 when the objects to segment vary in size more than the labelled ones"
         )
         self.augment.toggled.connect(self.zoom.setEnabled)
+        # Blur as from larger pixels (core TrainConfig.low_resolution); 1 leaves patches sharp.
+        self.low_resolution = QDoubleSpinBox(
+            self, decimals=1, minimum=1.0, maximum=8.0, singleStep=0.5
+        )
+        self.low_resolution.setValue(1.0)
+        self.low_resolution.setPrefix("x")
+        self.low_resolution.setToolTip(
+            "show half the training patches as pixels up to this many times larger would "
+            "(shrunk, enlarged back; 1: never); try 4 when the model will meet images of "
+            "lower magnification than the labelled ones"
+        )
+        self.augment.toggled.connect(self.low_resolution.setEnabled)
 
     def _preview_row(self) -> QHBoxLayout:
         self.preview = QCheckBox("live preview every", self)
@@ -99,6 +112,7 @@ class TrainingSettings(QWidget):
             val_fraction=self.val_fraction.value(),
             augment=self.augment.isChecked(),
             zoom=self.zoom.value(),
+            low_resolution=self.low_resolution.value(),
             device=self.device.currentText(),
         )
 

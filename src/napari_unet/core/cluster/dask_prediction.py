@@ -46,7 +46,7 @@ from ..errors import UserInputError
 from ..predict.batch import FileJob, predict_file
 from ..predict.inference import Segmenter
 from ..predict.instances import BOUNDARY, INTERIOR, seeded_watershed
-from ..predict.stitching import owned_objects
+from ..predict.stitching import block_at, grid_of, owned_objects
 from ..predict.tiling import predict_tiled, probabilities_to_labels
 from .objects_back import ObjectsBack, map_block_task
 
@@ -170,7 +170,7 @@ class BlockedImage:
     @property
     def grid(self) -> tuple[int, ...]:
         """Blocks along each axis."""
-        return tuple(-(-n // b) for n, b in zip(self.shape, self.blocks, strict=True))
+        return grid_of(self.shape, self.blocks)
 
     @property
     def count(self) -> int:
@@ -178,11 +178,7 @@ class BlockedImage:
 
     def core(self, index: int) -> tuple[slice, ...]:
         """Block ``index`` (raster order, as :func:`.stitching._grid` numbers them)."""
-        position = np.unravel_index(index, self.grid)
-        return tuple(
-            slice(int(p) * b, min((int(p) + 1) * b, n))
-            for p, b, n in zip(position, self.blocks, self.shape, strict=True)
-        )
+        return block_at(index, self.shape, self.blocks)
 
     def neighbours(self, index: int) -> list[int]:
         """Blocks whose windows reach block ``index`` (itself included), in raster order:

@@ -18,6 +18,7 @@ from ..data.rescale import (
     rescaled_region,
     smooth_outlines,
 )
+from ..predict.stitching import block_at, grid_of
 
 
 @dataclass(frozen=True)
@@ -35,19 +36,11 @@ class ObjectsBack:
     threshold: float
 
     @property
-    def grid(self) -> tuple[int, ...]:
-        return tuple(-(-n // b) for n, b in zip(self.shape, self.blocks, strict=True))
-
-    @property
     def count(self) -> int:
-        return math.prod(self.grid)
+        return math.prod(grid_of(self.shape, self.blocks))
 
     def core(self, index: int) -> tuple[slice, ...]:
-        position = np.unravel_index(index, self.grid)
-        return tuple(
-            slice(int(p) * b, min((int(p) + 1) * b, n))
-            for p, b, n in zip(position, self.blocks, self.shape, strict=True)
-        )
+        return block_at(index, self.shape, self.blocks)
 
 
 def _group_array(path: str, name: str = "0"):

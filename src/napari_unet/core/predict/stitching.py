@@ -147,6 +147,20 @@ def _predict_band(
     return interior, foreground
 
 
+def grid_of(shape: tuple[int, ...], blocks: tuple[int, ...]) -> tuple[int, ...]:
+    """Blocks of ``blocks`` size along each axis of ``shape``."""
+    return tuple(-(-n // b) for n, b in zip(shape, blocks, strict=True))
+
+
+def block_at(index: int, shape: tuple[int, ...], blocks: tuple[int, ...]) -> tuple[slice, ...]:
+    """Block ``index`` of the tiling of ``shape`` (raster order, as :func:`_grid` gives them)."""
+    position = np.unravel_index(index, grid_of(shape, blocks))
+    return tuple(
+        slice(int(p) * b, min((int(p) + 1) * b, n))
+        for p, b, n in zip(position, blocks, shape, strict=True)
+    )
+
+
 def _grid(shape: tuple[int, ...], blocks: tuple[int, ...]) -> Iterator[tuple[slice, ...]]:
     """The blocks of ``blocks`` size that tile ``shape``, as slices, in raster order."""
     for starts in itertools.product(*(range(0, n, b) for n, b in zip(shape, blocks, strict=True))):

@@ -36,6 +36,9 @@ class TrainConfig:
     augment, elastic : random flips/rotations/intensity changes; elastic deformation.
     zoom : with augmentation, rescale each patch by a random factor between ``1 / zoom`` and
         ``zoom`` (1: never), so objects of other sizes than the labelled ones are learnt too.
+    low_resolution : with augmentation, show half the patches as a camera with pixels up to
+        this many times larger would (shrunk with anti-aliasing, enlarged back; 1: never):
+        what prediction gives a model when it enlarges a low-magnification image.
     foreground_fraction : share of patches centred on foreground.
     seed : makes sampling, augmentation and initialisation repeatable.
     device, precision : see :mod:`napari_unet.core.network.devices`.
@@ -54,6 +57,7 @@ class TrainConfig:
     augment: bool = True
     elastic: bool = False
     zoom: float = 1.0
+    low_resolution: float = 1.0
     foreground_fraction: float = 0.5
     seed: int = 0
     device: str = "auto"
@@ -63,8 +67,8 @@ class TrainConfig:
         # Every number in its range (core/limits.py, shared with the CLI and the widget).
         for name in (
             "epochs", "max_minutes", "steps_per_epoch", "batch_size", "patch_size",
-            "learning_rate", "weight_decay", "val_fraction", "zoom", "foreground_fraction",
-            "seed",
+            "learning_rate", "weight_decay", "val_fraction", "zoom", "low_resolution",
+            "foreground_fraction", "seed",
         ):  # fmt: skip
             limits.check(name, getattr(self, name))
         if self.lr_schedule not in LR_SCHEDULES:

@@ -222,6 +222,8 @@ class Augmentation:
     # Largest zoom factor: each patch is rescaled by a factor drawn log-uniformly from
     # [1/zoom, zoom] (1 = none), so a few images teach objects of other sizes too.
     zoom: float = 1.0
+    # Largest pixel-size factor of the low-resolution look (1 = none): see TrainConfig.
+    low_resolution: float = 1.0
 
 
 def augment(
@@ -241,6 +243,10 @@ def augment(
     if aug.elastic:
         image, targets = _elastic(image, targets, rng)
     image = np.ascontiguousarray(image, dtype=np.float32)
+    if aug.low_resolution > 1 and rng.random() < 0.5:
+        image = at_lower_resolution(
+            image, float(np.exp(rng.uniform(0, np.log(aug.low_resolution))))
+        )
     if aug.intensity:
         scale = np.exp(rng.uniform(-0.2, 0.2, size=(image.shape[0],) + (1,) * dims)).astype(
             np.float32
@@ -248,6 +254,17 @@ def augment(
         shift = rng.uniform(-0.1, 0.1, size=(image.shape[0],) + (1,) * dims).astype(np.float32)
         image = image * scale + shift
     return image, np.ascontiguousarray(targets)
+
+
+def at_lower_resolution(image: np.ndarray, coarser: float) -> np.ndarray:
+    """``image`` (C, *spatial) as pixels ``coarser`` times larger show it, on its own grid:
+    shrunk with anti-aliasing and enlarged back, as auto prediction enlarges such images."""
+    from ..data.rescale import rescale_image
+
+    spatial = image.shape[1:]
+    small = rescale_image(image, 1 / coarser)
+    back = tuple(n / m for n, m in zip(spatial, small.shape[1:], strict=True))
+    return rescale_image(small, back)
 
 
 def _elastic(

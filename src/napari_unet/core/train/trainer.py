@@ -197,11 +197,11 @@ class Trainer:
         patch = min(patch, -(-largest // multiple) * multiple)
         patch = max(multiple, -(-patch // multiple) * multiple)
         self.batch_size = self.config.batch_size or defaults.batch_size
-        aug = (
-            Augmentation(elastic=self.config.elastic, zoom=self.config.zoom)
-            if self.config.augment
-            else None
+        c = self.config
+        aug: Augmentation | None = Augmentation(
+            elastic=c.elastic, zoom=c.zoom, low_resolution=c.low_resolution
         )
+        aug = aug if c.augment else None
         # A "valid" network learns on the centre of a larger tile (the paper's geometry): it
         # draws tiles of the valid input size around the patch, from images mirrored by the
         # margin so that the centres reach the image borders too.
