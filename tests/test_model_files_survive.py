@@ -1,8 +1,6 @@
 """Model files written before the core moved into its rooms (2026-11-30) load and predict the
 same probabilities now: a small model file saved by that code and the bundled nuclei model,
-against probabilities that code computed (tests/fixtures/before_layout.npz; the bundled
-model's entry was recorded again when its weights changed, 2026-11-30: low-resolution
-fine-tune, so that it keeps guarding the code against changes in what it predicts)."""
+against probabilities that code computed (tests/fixtures/before_layout.npz)."""
 
 from __future__ import annotations
 
