@@ -47,7 +47,12 @@ from ..predict.batch import FileJob, predict_file
 from ..predict.inference import Segmenter
 from ..predict.instances import BOUNDARY, INTERIOR, seeded_watershed
 from ..predict.stitching import block_at, grid_of, owned_objects
-from ..predict.tiling import predict_tiled, probabilities_to_labels
+from ..predict.tiling import (
+    foreground_plane,
+    labels_on_grid,
+    predict_tiled,
+    probabilities_to_labels,
+)
 from .objects_back import ObjectsBack, map_block_task
 
 WORK_FOLDER = ".napari-unet-work"  # per-run scratch next to the outputs; removed when done
@@ -232,8 +237,8 @@ def _probabilities(image: BlockedImage, region, key: ModelKey, options: dict) ->
 
 def _rescaled_block(
     image: BlockedImage, core: tuple[slice, ...], key: ModelKey, options: dict
-) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and labels of block ``core`` (on the image's grid) predicted on the
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """Probabilities (when kept) and labels of block ``core`` (on the image's grid) predicted on the
     model's grid and interpolated back, as the single-process path maps a whole image back
     (``inference._to_image_grid``): the same values, block by block."""
     shape = rescaled_shape(image.shape, image.factors)
@@ -243,13 +248,13 @@ def _rescaled_block(
     # fall where a whole-image pass puts them); interpolation takes any start.
     region = tuple(slice(r.start - r.start % multiple, r.stop) for r in region)
     prob = _probabilities(image, region, key, options)
-    full = region_to_original_grid(prob, region, coords)
-    threshold = options.get("threshold", 0.5)
-    if image.probabilities is not None or prob.shape[0] > 2:
-        return full, probabilities_to_labels(full, threshold)
-    plane = prob[:1] if prob.shape[0] == 1 else 1 - prob[:1]
-    foreground = region_to_original_grid(plane, region, coords)[0] > threshold
-    return full, foreground.astype(np.uint8)
+    all_classes = image.probabilities is not None or prob.shape[0] > 2
+    return labels_on_grid(
+        prob,
+        lambda a: region_to_original_grid(a, region, coords),
+        options.get("threshold", 0.5),
+        all_classes,
+    )
 
 
 def _zarr_array(path: str, name: str = "0"):
@@ -291,8 +296,7 @@ def _objects_block_task(image: BlockedImage, index: int, key: ModelKey, options:
         inner = tuple(
             slice(c.start - w.start, c.stop - w.start) for c, w in zip(core, window, strict=True)
         )
-        plane = prob[:1] if prob.shape[0] == 1 else 1 - prob[:1]
-        _zarr_array(image.foreground)[core] = plane[0][inner]
+        _zarr_array(image.foreground)[core] = foreground_plane(prob)[0][inner]
     _zarr_array(image.work, "objects")[(index, *local)] = owned
     _zarr_array(image.work, "counts")[index] = kept
     _mark_done(image, index, "objects_done")

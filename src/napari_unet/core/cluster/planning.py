@@ -13,6 +13,7 @@ import numpy as np
 
 from ..data.normalize import ImageSource, channels_first, intensity_stats
 from ..data.ome_zarr import axes_metadata, is_ome_zarr, output_axes, read_ome_zarr
+from ..data.pixel_size import file_pixel_size, ome_zarr_pixel_size
 from ..data.rescale import rescaled_shape
 from ..data.safe_paths import remove_output_tree
 from ..errors import UserInputError
@@ -96,7 +97,9 @@ def _prepare_blocked(
     count = math.prod(grid)
     view = channels_first(image, dims, axis)
     stats = intensity_stats(view, model.preprocessing)
-    factors = _block_grid(job, view, stats, model, options)
+    ome = read_ome_zarr(job.path) if is_ome_zarr(job.path) else None
+    pixels = ome_zarr_pixel_size(ome, dims) if ome else file_pixel_size(job.path, dims)
+    factors = _block_grid(view, stats, model, options, pixels)
     # Objects on a rescaled grid are found in blocks of that grid (passes 1 and 2 in scratch),
     # then brought to the image's grid block by block (pass 3, objects_back.py).
     found_on = _model_grid(segmenter, shape, factors, block_size) if instances else None
@@ -111,8 +114,7 @@ def _prepare_blocked(
     }
     fingerprint = json.loads(json.dumps(fingerprint))  # as run.json will give it back
     names, scale, units = list("zyx"[-dims:]), [1.0] * dims, {}
-    if is_ome_zarr(job.path):  # the labels keep the image's axes and pixel sizes
-        ome = read_ome_zarr(job.path)
+    if ome is not None:  # the labels keep the image's axes and pixel sizes
         names, scale = output_axes(ome)
         units = ome.units
     if resume and labels.exists() and not (work / "run.json").exists():
@@ -200,21 +202,15 @@ def _on_model_grid(image: BlockedImage, found_on: list, options: dict) -> Blocke
     )  # fmt: skip
 
 
-def _block_grid(job: FileJob, view, stats, model, options: dict) -> tuple[float, ...]:
+def _block_grid(view, stats, model, options: dict, pixels) -> tuple[float, ...]:
     """The factors a blocked image is predicted at (as ``predict`` chooses them for a whole
     file: ``object_size``, pixel sizes, or the estimate); empty for the image's own grid."""
-    from ..data.pixel_size import file_pixel_size, ome_zarr_pixel_size
     from ..predict.scale import choose_scale
 
     dims = model.config.spatial_dims
     object_size = options.get("object_size", "auto")
     if object_size == "native" or model.scale is None:
         return ()
-    pixels = (
-        ome_zarr_pixel_size(read_ome_zarr(job.path), dims)
-        if is_ome_zarr(job.path)
-        else file_pixel_size(job.path, dims)
-    )
     source = ImageSource(view, dims, model.preprocessing, model.config.in_channels, 0, stats)
     choice = choose_scale(model.scale, source, object_size, pixel_size=pixels)
     return () if choice.native else choice.factors

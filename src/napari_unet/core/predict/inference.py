@@ -26,7 +26,7 @@ from .instances import instances_from_probabilities
 from .packages import package_tiling
 from .scale import ScaleChoice, choose_scale, found_size, refined
 from .stitching import iter_instances_in_blocks
-from .tiling import TileProgress, predict_tiled, probabilities_to_labels
+from .tiling import TileProgress, labels_on_grid, predict_tiled, probabilities_to_labels
 from .tta import TestTimeAugmented
 
 OUTPUTS = ("semantic", "instances", "probabilities")
@@ -465,13 +465,10 @@ def _to_image_grid(
         return labels, prob
     if prob is None:
         return to_original_grid(labels, shape, labels=True), None
-    full = None
-    if keep or (output != "instances" and prob.shape[0] > 2):
-        full = to_original_grid(prob, shape, labels=False, leading=1)
-        classes = probabilities_to_labels(full, threshold)
-    else:  # one plane: the foreground probability
-        plane = prob[:1] if prob.shape[0] == 1 else 1 - prob[:1]
-        classes = to_original_grid(plane, shape, labels=False, leading=1)[0] > threshold
+    all_classes = keep or (output != "instances" and prob.shape[0] > 2)
+    full, classes = labels_on_grid(
+        prob, lambda a: to_original_grid(a, shape, labels=False, leading=1), threshold, all_classes
+    )
     if output != "instances":
         return classes.astype(labels.dtype, copy=False), full
     return objects_to_original_grid(labels, classes > 0, shape), full

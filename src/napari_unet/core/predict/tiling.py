@@ -231,6 +231,27 @@ def probabilities_to_labels(prob: np.ndarray, threshold: float = 0.5) -> np.ndar
     return np.argmax(prob, axis=0).astype(np.uint8 if prob.shape[0] <= 256 else np.uint16)
 
 
+def foreground_plane(prob: np.ndarray) -> np.ndarray:
+    """The (1, ...) foreground probability of (K, ...) probabilities: the one channel, or
+    1 - background."""
+    return prob[:1] if prob.shape[0] == 1 else 1 - prob[:1]
+
+
+def labels_on_grid(
+    prob: np.ndarray,
+    to_grid: Callable[[np.ndarray], np.ndarray],
+    threshold: float,
+    all_classes: bool,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """Class labels of ``prob`` on another grid, ``to_grid`` interpolating (C, ...) arrays
+    there: from all the classes (returned too) when ``all_classes``, else from the foreground
+    plane alone (a slide's worth of every class is large)."""
+    if all_classes:
+        full = to_grid(prob)
+        return full, probabilities_to_labels(full, threshold)
+    return None, (to_grid(foreground_plane(prob))[0] > threshold).astype(np.uint8)
+
+
 def predict_tiled(
     model: Network,
     source: BlockSource,
